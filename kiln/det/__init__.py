@@ -1,0 +1,1 @@
+from . import datasets, engine, evaluation, structures, visualization  # noqa: F401

@@ -1,0 +1,4 @@
+"""Detection engine parts: hooks."""
+from .hooks import DetVisualizationHook
+
+__all__ = ['DetVisualizationHook']

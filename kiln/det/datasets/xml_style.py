@@ -1,0 +1,157 @@
+"""``XMLDataset``: Pascal-VOC-style datasets (one xml per image, an image-id list file).
+
+Reference: MMDetection 3.x ``mmdet.datasets.XMLDataset`` (behaviour), re-implemented; the xml layout is the
+PASCAL VOC devkit's (http://host.robots.ox.ac.uk/pascal/VOC/).
+"""
+from __future__ import annotations
+
+import os.path as osp
+import warnings
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from kiln.registry import DATASETS
+
+from .base_det_dataset import BaseDetDataset
+from .file_io import get_bytes, get_text
+
+
+def _read_image_size(path: str, backend_args: dict | None) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header with Pillow."""
+    import io
+
+    from PIL import Image
+    with Image.open(io.BytesIO(get_bytes(path, backend_args))) as img:
+        return img.size
+
+
+@DATASETS.register_module()
+class XMLDataset(BaseDetDataset):
+    """Detection dataset in Pascal VOC layout.
+
+    Layout (paths relative to ``data_root``; MMDetection's config keys)::
+
+        <sub_data_root>/<ann_file>                   image ids, one per line (e.g. ImageSets/Main/test.txt)
+        <sub_data_root>/<ann_subdir>/<img_id>.xml    annotations
+        <sub_data_root>/<img_subdir>/<img_id>.jpg    images
+
+    with ``sub_data_root = data_prefix['sub_data_root']`` (``''`` when absent). ``metainfo['classes']`` is
+    required; objects of other classes are skipped. Records::
+
+        dict(img_path, img_id (the file stem, str), xml_path, height, width (from the xml <size>, else from the
+             image header), instances=[dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag)])
+
+    Boxes: VOC coordinates are 1-based, so 1 is subtracted (as MMDetection does) giving xyxy pixels; boxes are
+    clipped to the image (one ``UserWarning`` lists those extending more than 1 pixel outside it);
+    ``<difficult>1`` gives ``ignore_flag=1``. Boxes that have zero area after clipping (degenerate ``x1 == x2``
+    boxes or boxes entirely outside the image) are dropped with one ``UserWarning`` listing them.
+
+    Args:
+        img_subdir: image folder under ``sub_data_root``.
+        ann_subdir: xml folder under ``sub_data_root``.
+        **kwargs: see :class:`BaseDetDataset`.
+
+    Raises:
+        FileNotFoundError: the id list or an xml file is missing.
+        ValueError: malformed xml, an object without ``<name>`` / ``<bndbox>`` / numeric coordinates, or a box
+            with ``xmax < xmin`` / ``ymax < ymin``; the message names the xml file and the object index.
+    """
+
+    def __init__(self, img_subdir: str = 'JPEGImages', ann_subdir: str = 'Annotations', **kwargs: Any) -> None:
+        self.img_subdir = img_subdir
+        self.ann_subdir = ann_subdir
+        self._dropped: list[str] = []
+        self._clipped: list[str] = []
+        super().__init__(**kwargs)
+
+    @property
+    def sub_data_root(self) -> str:
+        """The dataset folder holding ``img_subdir`` and ``ann_subdir`` (``data_prefix['sub_data_root']``)."""
+        return self.data_prefix.get('sub_data_root', '')
+
+    def load_data_list(self) -> list[dict]:
+        """Read the id list ``self.ann_file`` and parse one xml per id (in list order)."""
+        classes = self._metainfo.get('classes')
+        if not classes:
+            raise ValueError(f'{type(self).__name__}: metainfo["classes"] is required')
+        self.cat2label = {name: i for i, name in enumerate(classes)}
+        self._dropped, self._clipped = [], []
+        img_ids = [line.strip() for line in get_text(self.ann_file, self.backend_args).splitlines()]
+        data_list = []
+        for img_id in img_ids:
+            if not img_id:
+                continue
+            data_list.append(self.parse_data_info(dict(
+                img_id=img_id,
+                file_name=osp.join(self.img_subdir, f'{img_id}.jpg'),
+                xml_path=osp.join(self.sub_data_root, self.ann_subdir, f'{img_id}.xml'))))
+        if self._clipped:
+            shown = '; '.join(self._clipped[:5]) + ('; ...' if len(self._clipped) > 5 else '')
+            warnings.warn(f'{type(self).__name__}: clipped {len(self._clipped)} box(es) extending more than 1 '
+                          f'pixel outside their image: {shown}', stacklevel=2)
+        if self._dropped:
+            shown = '; '.join(self._dropped[:5]) + ('; ...' if len(self._dropped) > 5 else '')
+            warnings.warn(f'{type(self).__name__}: dropped {len(self._dropped)} box(es) with zero area after '
+                          f'clipping to the image: {shown}', stacklevel=2)
+        return data_list
+
+    def parse_data_info(self, img_info: dict) -> dict:
+        """Parse one image's xml (``img_info``: ``img_id``, ``file_name``, ``xml_path``) into a record."""
+        xml_path = img_info['xml_path']
+        try:
+            root = ET.fromstring(get_bytes(xml_path, self.backend_args))
+        except ET.ParseError as e:
+            raise ValueError(f'{xml_path}: malformed xml ({e})') from None
+        img_path = osp.join(self.sub_data_root, img_info['file_name'])
+        width = height = 0
+        size = root.find('size')
+        if size is not None:
+            try:
+                width, height = int(float(size.findtext('width'))), int(float(size.findtext('height')))
+            except (TypeError, ValueError):
+                width = height = 0
+        if width <= 0 or height <= 0:
+            width, height = _read_image_size(img_path, self.backend_args)
+        return dict(img_path=img_path, img_id=img_info['img_id'], xml_path=xml_path, height=height, width=width,
+                    instances=self._parse_instance_info(root, xml_path, width, height))
+
+    def _parse_instance_info(self, root: ET.Element, xml_path: str, width: int, height: int,
+                             minus_one: bool = True) -> list[dict]:
+        instances = []
+        for idx, obj in enumerate(root.findall('object')):
+            name = (obj.findtext('name') or '').strip()
+            if not name:
+                raise ValueError(f'{xml_path}: object #{idx} has no <name>')
+            if name not in self.cat2label:
+                continue
+            difficult = obj.findtext('difficult')
+            try:
+                difficult_flag = int(float(difficult)) if difficult not in (None, '') else 0
+            except ValueError:
+                raise ValueError(f'{xml_path}: object #{idx} ({name}) has a non-numeric <difficult> '
+                                 f'{difficult!r}') from None
+            box = obj.find('bndbox')
+            if box is None:
+                raise ValueError(f'{xml_path}: object #{idx} ({name}) has no <bndbox>')
+            try:
+                x1, y1, x2, y2 = (float(box.findtext(k)) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
+            except (TypeError, ValueError):
+                raw = [box.findtext(k) for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+                raise ValueError(f'{xml_path}: object #{idx} ({name}) needs numeric xmin, ymin, xmax, ymax in '
+                                 f'<bndbox>, got {raw}') from None
+            if x2 < x1 or y2 < y1:
+                raise ValueError(f'{xml_path}: object #{idx} ({name}) has xmax < xmin or ymax < ymin: '
+                                 f'[{x1:g}, {y1:g}, {x2:g}, {y2:g}]')
+            if minus_one:
+                x1, y1, x2, y2 = x1 - 1, y1 - 1, x2 - 1, y2 - 1
+            if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
+                self._clipped.append(f'{osp.basename(xml_path)} object #{idx} ({name})')
+            cx1, cx2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+            cy1, cy2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+            if cx2 <= cx1 or cy2 <= cy1:
+                self._dropped.append(f'{osp.basename(xml_path)} object #{idx} ({name}) '
+                                     f'[{x1:g}, {y1:g}, {x2:g}, {y2:g}] in a {width}x{height} image')
+                continue
+            instances.append(dict(bbox=[cx1, cy1, cx2, cy2], bbox_label=self.cat2label[name],
+                                  ignore_flag=1 if difficult_flag else 0))
+        return instances

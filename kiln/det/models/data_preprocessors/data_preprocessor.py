@@ -1,0 +1,82 @@
+"""``DetDataPreprocessor``: batch images for detectors and record the batch/pad shapes in the data samples.
+
+Reference: MMDetection 3.x ``mmdet.models.data_preprocessors.DetDataPreprocessor`` (behaviour), re-implemented
+on ``kiln.model.ImgDataPreprocessor``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from kiln.model import ImgDataPreprocessor
+from kiln.registry import MODELS
+
+
+@MODELS.register_module()
+class DetDataPreprocessor(ImgDataPreprocessor):
+    """Image batching for detection.
+
+    Runs :class:`kiln.model.ImgDataPreprocessor` (uint8 moved to the device first, then float32, channel swap,
+    ``(x - mean) / std``, bottom/right padding to a multiple of ``pad_size_divisor``, stacking) and then sets,
+    in each data sample's metainfo:
+
+    * ``batch_input_shape``: (h, w) of the padded batch tensor (same for all samples);
+    * ``pad_shape``: (h, w) of this image padded on its own to a multiple of ``pad_size_divisor``.
+
+    In training, each of ``batch_augments`` (modules built from ``MODELS`` configs) is then called as
+    ``inputs, data_samples = aug(inputs, data_samples)``.
+
+    Input: ``dict(inputs=list of uint8 (C, H, W) Tensors or (N, C, H, W), data_samples=list[DetDataSample])``.
+    Output: ``dict(inputs=float32 (N, C, H_pad, W_pad), data_samples=list[DetDataSample])`` on the device.
+
+    Args:
+        mean, std, pad_size_divisor, pad_value, bgr_to_rgb, rgb_to_bgr, non_blocking: see
+            :class:`kiln.model.ImgDataPreprocessor`.
+        boxtype2tensor: accepted for MMDetection configs; kiln's boxes are plain tensors already.
+        batch_augments: configs (or modules) of batch augmentations applied in training only.
+        pad_mask, pad_seg: mask / semantic-map padding is not supported yet (``True`` raises).
+
+    Raises:
+        NotImplementedError: ``pad_mask`` or ``pad_seg`` is True.
+    """
+
+    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 pad_size_divisor: int = 1, pad_value: float = 0, pad_mask: bool = False,
+                 mask_pad_value: int = 0, pad_seg: bool = False, seg_pad_value: int = 255,
+                 bgr_to_rgb: bool = False, rgb_to_bgr: bool = False, boxtype2tensor: bool = True,
+                 non_blocking: bool = False, batch_augments: Sequence[dict | nn.Module] | None = None) -> None:
+        super().__init__(mean=mean, std=std, pad_size_divisor=pad_size_divisor, pad_value=pad_value,
+                         bgr_to_rgb=bgr_to_rgb, rgb_to_bgr=rgb_to_bgr, non_blocking=non_blocking)
+        if pad_mask or pad_seg:
+            raise NotImplementedError('DetDataPreprocessor: pad_mask / pad_seg are not supported yet')
+        self.boxtype2tensor = boxtype2tensor
+        self.batch_augments = None if batch_augments is None else nn.ModuleList(
+            [MODELS.build(aug) if isinstance(aug, dict) else aug for aug in batch_augments])
+
+    def _get_pad_shape(self, data: dict) -> list[tuple[int, int]]:
+        """(h, w) of every image padded on its own to a multiple of ``pad_size_divisor``."""
+        inputs = data['inputs']
+        d = self.pad_size_divisor
+        if isinstance(inputs, torch.Tensor):
+            h, w = inputs.shape[-2:]
+            return [(math.ceil(h / d) * d, math.ceil(w / d) * d)] * inputs.shape[0]
+        return [(math.ceil(t.shape[-2] / d) * d, math.ceil(t.shape[-1] / d) * d) for t in inputs]
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        """Batch ``data`` (see the class docstring) and fill ``batch_input_shape`` / ``pad_shape``."""
+        if not isinstance(data, dict) or 'inputs' not in data:
+            raise TypeError("DetDataPreprocessor expects a dict with key 'inputs'")
+        pad_shapes = self._get_pad_shape(data)
+        data = super().forward(data, training=training)
+        inputs, data_samples = data['inputs'], data.get('data_samples')
+        if data_samples is not None:
+            batch_input_shape = tuple(inputs.shape[-2:])
+            for sample, pad_shape in zip(data_samples, pad_shapes):
+                sample.set_metainfo({'batch_input_shape': batch_input_shape, 'pad_shape': pad_shape})
+        if training and self.batch_augments is not None:
+            for aug in self.batch_augments:
+                inputs, data_samples = aug(inputs, data_samples)
+        return {'inputs': inputs, 'data_samples': data_samples}
