@@ -1,0 +1,120 @@
+"""Per-runner loggers that are not registered in :mod:`logging`'s global manager."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ['get_logger', 'close_logger', 'print_log']
+
+_DATEFMT = '%m/%d %H:%M:%S'
+_FMT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
+_ERR_FMT = '%(asctime)s - %(name)s - %(levelname)s - %(pathname)s - %(funcName)s - %(lineno)d - %(message)s'
+
+
+class _KilnFormatter(logging.Formatter):
+    """``11/22 05:12:51 - kiln - INFO - message``; ERROR and above also give the location."""
+
+    def __init__(self) -> None:
+        super().__init__(_FMT, datefmt=_DATEFMT)
+        self._err = logging.Formatter(_ERR_FMT, datefmt=_DATEFMT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.ERROR:
+            return self._err.format(record)
+        return super().format(record)
+
+
+def _level(log_level: int | str) -> int:
+    if isinstance(log_level, int):
+        return log_level
+    level = logging.getLevelName(str(log_level).upper())
+    if not isinstance(level, int):
+        raise ValueError(f"get_logger: unknown log_level {log_level!r}; use 'DEBUG', 'INFO', "
+                         "'WARNING', 'ERROR' or 'CRITICAL'")
+    return level
+
+
+def get_logger(name: str, log_file: str | Path | None = None, log_level: int | str = 'INFO',
+               file_mode: str = 'w', distributed: bool = False) -> logging.Logger:
+    """Create a NEW logger with kiln's format (each call returns a fresh object).
+
+    The logger is built with ``logging.Logger(name)``, so it lives outside
+    ``logging.getLogger``'s registry and does not propagate to the root logger: two
+    runners in one process never share handlers. Release it with :func:`close_logger`.
+
+    Handlers:
+      * a stream handler on ``sys.stderr`` at ``log_level`` on rank 0, at ``ERROR`` on
+        the other ranks;
+      * when ``log_file`` is given, a file handler on rank 0 writing ``log_file``
+        (its directory is created). With ``distributed=True`` every other rank ``r``
+        also writes ``<stem>_rank<r><suffix>`` next to it.
+
+    Args:
+        name: Logger name, shown in every line (``11/22 05:12:51 - kiln - INFO - msg``).
+        log_file: Optional path of the text log.
+        log_level: ``'DEBUG'``, ``'INFO'``... or a ``logging`` level number.
+        file_mode: ``'w'`` (truncate) or ``'a'`` (append).
+        distributed: Whether non-zero ranks also write log files.
+
+    Raises:
+        ValueError: Unknown ``log_level`` or ``file_mode``.
+    """
+    from kiln.dist import get_rank  # imports torch; deferred so the logger stays light
+
+    level = _level(log_level)
+    if file_mode not in ('w', 'a'):
+        raise ValueError(f"get_logger: file_mode must be 'w' or 'a', got {file_mode!r}")
+    rank = get_rank()
+    logger = logging.Logger(name, level=level)
+    logger.propagate = False
+    formatter = _KilnFormatter()
+
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setLevel(level if rank == 0 else logging.ERROR)
+    stream.setFormatter(formatter)
+    logger.addHandler(stream)
+
+    if log_file is not None and (rank == 0 or distributed):
+        path = Path(log_file)
+        if rank != 0:
+            path = path.with_name(f'{path.stem}_rank{rank}{path.suffix}')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.FileHandler(path, mode=file_mode, encoding='utf-8')
+        file_handler.setLevel(level)
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    """Flush, close and remove every handler of ``logger`` (closes its log file)."""
+    for handler in list(logger.handlers):
+        try:
+            handler.flush()
+            handler.close()
+        finally:
+            logger.removeHandler(handler)
+
+
+def print_log(msg: str, logger: logging.Logger | str | None = None,
+              level: int = logging.INFO) -> None:
+    """Log ``msg`` through ``logger``, or print it.
+
+    Args:
+        msg: The message.
+        logger: A ``logging.Logger`` (logs at ``level``); ``None`` or any string other
+            than ``'silent'`` prints to stdout (kiln keeps no global "current" logger, so
+            MMEngine's ``'current'`` falls back to printing); ``'silent'`` drops it.
+        level: ``logging`` level used with a Logger.
+
+    Raises:
+        TypeError: ``logger`` is of another type.
+    """
+    if isinstance(logger, logging.Logger):
+        logger.log(level, msg)
+    elif logger is None or (isinstance(logger, str) and logger != 'silent'):
+        print(msg)
+    elif logger != 'silent':
+        raise TypeError('print_log: logger must be a logging.Logger, None, "silent" or a str, '
+                        f'got {type(logger).__name__}')
