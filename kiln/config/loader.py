@@ -1,0 +1,328 @@
+"""Read config files (.py / .json / .yaml / .yml) into ConfigDicts, resolving ``_base_`` inheritance.
+
+Steps for one file: read the text; substitute the predefined variables (``{{fileDirname}}`` ...) and
+environment variables (``{{$NAME:default}}``); turn ``{{_base_.a.b}}`` references into something
+the format's parser accepts; parse; load and merge the base files (paths relative to this file);
+resolve the references; merge this file's keys into the merged bases.
+
+A .py config is compiled from source (no AST round trip: that is most of the loading time) and
+executed with a namespace hook: the assignment ``_base_ = [...]`` loads the bases at that point and
+binds ``_base_`` to a read-only view of them, so later lines can use ``_base_.model`` and
+``{{_base_.model}}`` (rewritten to ``_base_.model`` before compiling).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import os
+import re
+import sys
+import types
+from typing import Any, Callable
+
+from .config_dict import ConfigDict
+from .merge import DELETE_KEY, merge_into, strip_delete_keys
+
+__all__ = ['SUPPORTED_EXTENSIONS', 'BASE_KEY', 'load_file', 'load_text']
+
+SUPPORTED_EXTENSIONS = ('.py', '.json', '.yaml', '.yml')
+BASE_KEY = '_base_'
+
+_PREDEFINED_RE = re.compile(
+    r'\{\{\s*(fileDirname|fileBasename|fileBasenameNoExtension|fileExtname)\s*\}\}')
+# {{$NAME}}, {{$NAME:default}}, {{'$NAME:default'}}, {{"$NAME:default"}}
+_ENV_RE = re.compile(r'\{\{\s*([\'"]?)\$(\w+)(?::(.*?))?\1\s*\}\}')
+# {{_base_.a.b.0}}, optionally quoted as a whole
+_BASE_REF_RE = re.compile(r'([\'"]?)\{\{\s*_base_\.([\w.]+?)\s*\}\}\1')
+_FILTERED_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+
+
+def load_file(filename: str, use_predefined_variables: bool = True) -> tuple[ConfigDict, str]:
+    """Load a config file and its ``_base_`` chain.
+
+    Returns:
+        ``(cfg_dict, text)``: the merged config and the source text of every file read (bases first),
+        each preceded by a ``# <path>`` line.
+
+    Raises:
+        FileNotFoundError: the file (or a base file; then the including file is named) is missing.
+        ValueError: unsupported extension, or circular ``_base_`` inheritance.
+        SyntaxError: the file cannot be parsed (names the file and line).
+    """
+    path = os.path.abspath(os.path.expanduser(filename))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'config file not found: {filename!r} (resolved to {path})')
+    texts: list[tuple[str, str]] = []
+    cfg = _load(path, (), texts, use_predefined_variables)
+    if any(DELETE_KEY in t for _, t in texts):
+        strip_delete_keys(cfg)
+    return cfg, '\n'.join(f'# {p}\n{t}' for p, t in texts)
+
+
+def load_text(text: str, file_format: str, use_predefined_variables: bool = True) -> ConfigDict:
+    """Load config source ``text`` of ``file_format`` ('.py', '.json', '.yaml', '.yml'; the dot is
+    optional). ``_base_`` paths are resolved relative to the current directory."""
+    ext = file_format if file_format.startswith('.') else f'.{file_format}'
+    _check_extension(ext, '<string>')
+    virtual = os.path.join(os.getcwd(), f'<string>{ext}')
+    cfg = _load_source(text, virtual, ext, '<string>', (), [], use_predefined_variables)
+    return strip_delete_keys(cfg)
+
+
+# -------------------------------------------------------------------------------------------------
+def _check_extension(ext: str, display: str) -> None:
+    if ext.lower() not in SUPPORTED_EXTENSIONS:
+        raise ValueError(f'{display}: unsupported config format {ext!r}; expected one of '
+                         f'{", ".join(SUPPORTED_EXTENSIONS)}')
+
+
+def _load(path: str, stack: tuple[str, ...], texts: list, use_predefined: bool) -> ConfigDict:
+    if path in stack:
+        chain = ' -> '.join(stack + (path,))
+        raise ValueError(f'circular _base_ inheritance: {chain}')
+    ext = os.path.splitext(path)[1]
+    _check_extension(ext, path)
+    with open(path, encoding='utf-8') as f:
+        raw = f.read()
+    return _load_source(raw, path, ext.lower(), path, stack + (path,), texts, use_predefined)
+
+
+def _load_source(raw: str, path: str, ext: str, display: str, stack: tuple[str, ...],
+                 texts: list, use_predefined: bool) -> ConfigDict:
+    text = _substitute_predefined(raw, path) if use_predefined else raw
+    text = _substitute_env(text, display)
+    if ext == '.py':
+        cfg = _load_python(text, path, display, stack, texts, use_predefined)
+    else:
+        cfg = _load_data(text, path, ext, display, stack, texts, use_predefined)
+    texts.append((display, raw))
+    return cfg
+
+
+def _substitute_predefined(text: str, path: str) -> str:
+    dirname, basename = os.path.split(path)
+    stem, ext = os.path.splitext(basename)
+    values = dict(fileDirname=dirname.replace('\\', '/'), fileBasename=basename,
+                  fileBasenameNoExtension=stem, fileExtname=ext)
+    return _PREDEFINED_RE.sub(lambda m: values[m.group(1)], text)
+
+
+def _substitute_env(text: str, display: str) -> str:
+    def repl(m: re.Match) -> str:
+        name, default = m.group(2), m.group(3)
+        value = os.environ.get(name, default)
+        if value is None:
+            raise KeyError(f'{display}: environment variable {name!r} used in {m.group(0)!r} is not '
+                           f'set and has no default (write {{{{${name}:default}}}})')
+        return value
+    return _ENV_RE.sub(repl, text)
+
+
+# bases -------------------------------------------------------------------------------------------
+def _load_bases(bases: Any, path: str, display: str, stack: tuple[str, ...], texts: list,
+                use_predefined: bool) -> ConfigDict:
+    if bases is None:
+        return ConfigDict()
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
+        raise TypeError(f'{display}: {BASE_KEY} must be a path or a list of paths, got {bases!r}')
+    merged = ConfigDict()
+    for base in bases:
+        if '::' in base:
+            raise NotImplementedError(
+                f'{display}: package-relative base {base!r} (pkg::path) is not supported; '
+                'use a path relative to this file')
+        base_path = os.path.normpath(
+            os.path.join(os.path.dirname(path), os.path.expanduser(base)))
+        if not os.path.isfile(base_path):
+            raise FileNotFoundError(
+                f'{display}: base config {base!r} not found (looked for {base_path})')
+        merge_into(_load(base_path, stack, texts, use_predefined), merged, where=base_path)
+    return merged
+
+
+def _lookup(cfg: Any, dotted: str, display: str) -> Any:
+    node = cfg
+    done = BASE_KEY
+    for part in dotted.split('.'):
+        try:
+            node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise KeyError(f'{display}: {{{{_base_.{dotted}}}}} cannot be resolved: '
+                           f'{done}.{part} is not defined in the base files') from None
+        done = f'{done}.{part}'
+    return copy.deepcopy(node)
+
+
+class _BaseVars:
+    """``_base_`` inside a .py config: attribute/item access returns deep copies of base values."""
+
+    __slots__ = ('_cfg', '_display')
+
+    def __init__(self, cfg: ConfigDict, display: str) -> None:
+        object.__setattr__(self, '_cfg', cfg)
+        object.__setattr__(self, '_display', display)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith('__'):
+            raise AttributeError(name)
+        try:
+            return _lookup(self._cfg, name, self._display)
+        except KeyError as e:
+            raise AttributeError(e.args[0]) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return _lookup(self._cfg, str(name), self._display)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f'{self._display}: _base_ is read-only; assign to a new variable')
+
+    def __repr__(self) -> str:
+        return f'_base_({dict(self._cfg)!r})'
+
+
+# python ------------------------------------------------------------------------------------------
+def _base_ref_to_expr(m: re.Match) -> str:
+    return BASE_KEY + ''.join(f'[{p}]' if p.isdigit() else f'.{p}'
+                              for p in m.group(2).split('.'))
+
+
+def _check_read_base(text: str, display: str) -> None:
+    """Reject MMEngine's pure-Python style (`with read_base():`), which is not supported yet."""
+    if 'read_base' not in text:
+        return
+    for node in ast.parse(text, filename=display).body:
+        if isinstance(node, ast.With) and any(
+                isinstance(item.context_expr, ast.Call)
+                and getattr(item.context_expr.func, 'id', None) == 'read_base'
+                for item in node.items):
+            raise NotImplementedError(
+                f'{display}, line {node.lineno}: pure-Python configs (`with read_base():`) are not '
+                f'supported yet; use {BASE_KEY} = [...]')
+
+
+class _Namespace:
+    """Locals mapping for executing a .py config: writes go to the globals dict (so functions and
+    comprehensions see every name); assigning ``_base_`` loads the base files right away and
+    binds ``_base_`` to a read-only view of their merged values."""
+
+    def __init__(self, globals_: dict, load_bases: Callable[[Any, int], ConfigDict],
+                 display: str) -> None:
+        self.globals = globals_
+        self.base_cfg: ConfigDict | None = None
+        self._load_bases = load_bases
+        self._display = display
+
+    def __getitem__(self, key: str) -> Any:
+        return self.globals[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self.globals[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.globals
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key == BASE_KEY:
+            line = sys._getframe(1).f_lineno
+            if self.base_cfg is not None:
+                raise ValueError(f'{self._display}, line {line}: {BASE_KEY} is assigned twice')
+            self.base_cfg = self._load_bases(value, line)
+            value = _BaseVars(self.base_cfg, self._display)
+        self.globals[key] = value
+
+
+def _load_python(text: str, path: str, display: str, stack: tuple[str, ...], texts: list,
+                 use_predefined: bool) -> ConfigDict:
+    text = _BASE_REF_RE.sub(_base_ref_to_expr, text)
+    try:
+        code = compile(text, display, 'exec')
+    except SyntaxError as e:
+        raise SyntaxError(f'invalid Python syntax in config file {display}, line {e.lineno}: '
+                          f'{e.msg}', (display, e.lineno, e.offset, e.text)) from None
+    _check_read_base(text, display)
+
+    def load_bases(bases: Any, line: int) -> ConfigDict:
+        return _load_bases(bases, path, f'{display}, line {line}', stack, texts, use_predefined)
+
+    namespace: dict[str, Any] = {BASE_KEY: _BaseVars(ConfigDict(), display), '__file__': path,
+                                 '__name__': '__kiln_config__', '__builtins__': builtins}
+    local = _Namespace(namespace, load_bases, display)
+    try:
+        exec(code, namespace, local)  # type: ignore[arg-type]
+    except Exception as e:
+        e.add_note(f'(while executing config file {display})')
+        raise
+    own = ConfigDict({k: v for k, v in namespace.items()
+                      if not k.startswith('__') and k != BASE_KEY
+                      and not isinstance(v, _FILTERED_TYPES)})
+    return merge_into(own, local.base_cfg if local.base_cfg is not None else ConfigDict(),
+                      where=display)
+
+
+# json / yaml -------------------------------------------------------------------------------------
+def _tokenize_base_refs(text: str, ext: str) -> tuple[str, dict[str, str]]:
+    tokens: dict[str, str] = {}
+
+    def repl(m: re.Match) -> str:
+        token = f'__kiln_base_ref_{len(tokens)}__'
+        tokens[token] = m.group(2)
+        quote = m.group(1)
+        if quote:
+            return f'{quote}{token}{quote}'
+        if ext == '.json':  # outside a JSON string the token must be quoted
+            line = text[text.rfind('\n', 0, m.start()) + 1:m.start()]
+            if len(re.findall(r'(?<!\\)"', line)) % 2 == 0:
+                return f'"{token}"'
+        return token
+    return _BASE_REF_RE.sub(repl, text), tokens
+
+
+def _resolve_tokens(value: Any, tokens: dict[str, str], base_cfg: ConfigDict, display: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _resolve_tokens(v, tokens, base_cfg, display) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_tokens(v, tokens, base_cfg, display) for v in value]
+    if isinstance(value, str) and '__kiln_base_ref_' in value:
+        if value in tokens:
+            return _lookup(base_cfg, tokens[value], display)
+        for token, dotted in tokens.items():
+            if token in value:
+                value = value.replace(token, str(_lookup(base_cfg, dotted, display)))
+    return value
+
+
+def _parse_data(text: str, ext: str, display: str) -> Any:
+    if ext == '.json':
+        import json
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SyntaxError(f'invalid JSON in config file {display}, line {e.lineno}: {e.msg}',
+                              (display, e.lineno, e.colno, None)) from None
+    import yaml
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(e, 'problem', None) or str(e)
+        raise SyntaxError(f'invalid YAML in config file {display}, line {line}: {problem}',
+                          (display, line, mark.column + 1 if mark else None, None)) from None
+
+
+def _load_data(text: str, path: str, ext: str, display: str, stack: tuple[str, ...], texts: list,
+               use_predefined: bool) -> ConfigDict:
+    text, tokens = _tokenize_base_refs(text, ext)
+    data = _parse_data(text, ext, display)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise TypeError(f'{display}: a config file must hold a mapping at top level, '
+                        f'got {type(data).__name__}')
+    base_cfg = _load_bases(data.pop(BASE_KEY, None), path, display, stack, texts, use_predefined)
+    if tokens:
+        data = _resolve_tokens(data, tokens, base_cfg, display)
+    return merge_into(ConfigDict(data), base_cfg, where=display)

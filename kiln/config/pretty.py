@@ -1,0 +1,106 @@
+"""Render a config as Python source (``Config.pretty_text``) or as JSON/YAML-safe builtins."""
+from __future__ import annotations
+
+import keyword
+import math
+from typing import Any
+
+__all__ = ['format_python', 'object_to_str', 'to_serializable']
+
+_WIDTH = 100
+_SCALARS = (bool, int, str, bytes, complex, type(None))
+
+
+def object_to_str(obj: Any) -> str:
+    """Text used for values that have no literal form: ``'module.QualName'`` for classes and
+    functions (``Registry.get`` imports such dotted paths back), ``repr(obj)`` otherwise."""
+    module = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    if (isinstance(obj, type) or callable(obj)) and module and qualname:
+        return f'{module}.{qualname}'
+    return repr(obj)
+
+
+def _is_name(key: Any) -> bool:
+    return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return repr(value)
+        return f"float('{value}')"
+    if isinstance(value, _SCALARS):
+        return repr(value)
+    return repr(object_to_str(value))
+
+
+def _items(value: Any) -> tuple[str, str, list[tuple[str, Any]]] | None:
+    """(open, close, [(prefix, item), ...]) for containers, None for scalars."""
+    if isinstance(value, dict):
+        if all(_is_name(k) for k in value):
+            return 'dict(', ')', [(f'{k}=', v) for k, v in value.items()]
+        return '{', '}', [(f'{_flat(k)}: ', v) for k, v in value.items()]
+    if isinstance(value, list):
+        return '[', ']', [('', v) for v in value]
+    if isinstance(value, tuple):
+        return '(', ')', [('', v) for v in value]
+    if isinstance(value, (set, frozenset)) and value:
+        return '{', '}', [('', v) for v in value]
+    return None
+
+
+def _flat(value: Any) -> str:
+    parts = _items(value)
+    if parts is None:
+        return 'set()' if isinstance(value, (set, frozenset)) else _scalar(value)
+    open_, close, items = parts
+    body = ', '.join(prefix + _flat(v) for prefix, v in items)
+    if isinstance(value, tuple) and len(value) == 1:
+        body += ','
+    return f'{open_}{body}{close}'
+
+
+def _format(value: Any, indent: int, used: int) -> str:
+    """Format ``value`` whose first line starts at column ``used``; nested lines indent from
+    ``indent``."""
+    flat = _flat(value)
+    parts = _items(value)
+    if parts is None or used + len(flat) <= _WIDTH or not parts[2]:
+        return flat
+    open_, close, items = parts
+    pad = ' ' * (indent + 4)
+    lines = [open_]
+    for prefix, item in items:
+        text = _format(item, indent + 4, indent + 4 + len(prefix))
+        lines.append(f'{pad}{prefix}{text},')
+    lines.append(' ' * indent + close)
+    return '\n'.join(lines)
+
+
+def format_python(cfg: dict) -> str:
+    """Return Python source that defines each top-level key of ``cfg`` as a variable.
+
+    Executing the source (``Config.fromstring(text, '.py')``) gives back an equal config for
+    values made of dicts, lists, tuples, sets, str, bytes, int, float, complex, bool and None.
+    Classes and functions become their dotted import path as a string (``Registry.get`` resolves
+    such paths); other objects become their ``repr`` string. Keys that are not Python identifiers
+    are written as ``globals()['key'] = ...``.
+    """
+    lines = []
+    for key, value in cfg.items():
+        target = key if _is_name(key) else f'globals()[{key!r}]'
+        lines.append(f'{target} = {_format(value, 0, len(target) + 3)}')
+    return '\n'.join(lines) + '\n'
+
+
+def to_serializable(value: Any) -> Any:
+    """Convert to JSON/YAML-safe builtins: tuples and sets become lists, classes and functions
+    their dotted path, other non-literal objects their ``repr``."""
+    if isinstance(value, dict):
+        return {k: to_serializable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_serializable(v) for v in value]
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    return object_to_str(value)

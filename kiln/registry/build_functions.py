@@ -1,0 +1,169 @@
+"""`build_from_cfg`: the default build function of every registry."""
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import inspect
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .default_scope import scope_to_module
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+__all__ = ['build_from_cfg']
+
+
+def _path(obj: Any) -> str:
+    module = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    return f'{module}.{qualname}' if module and qualname else repr(obj)
+
+
+def _close_names(name: str, candidates: list[str], n: int = 3) -> list[str]:
+    """Registered names closest to ``name`` (case-insensitive, difflib)."""
+    by_lower: dict[str, str] = {}
+    for c in candidates:
+        by_lower.setdefault(c.lower(), c)
+    short = name.rsplit('.', 1)[-1].lower()
+    return [by_lower[m] for m in difflib.get_close_matches(short, list(by_lower), n=n, cutoff=0.6)]
+
+
+def _not_found_message(name: str, registry: 'Registry', scope: str | None) -> str:
+    chain, reg = [], registry
+    while reg is not None:
+        chain.append(f'{reg.name!r} (scope {reg.scope!r})')
+        reg = reg.parent
+    candidates = registry.searched_names()
+    scoped = registry.registry_for_scope(scope) if scope else None
+    if scoped is not None and scoped is not registry:
+        chain.insert(0, f'{scoped.name!r} (scope {scoped.scope!r}, from _scope_)')
+        candidates = scoped.searched_names() + candidates
+    msg = f'{name!r} is not registered in the {registry.name!r} registry; searched ' \
+          + ' -> '.join(chain)
+    close = _close_names(name, candidates)
+    if close:
+        msg += f". Did you mean: {', '.join(repr(c) for c in close)}?"
+    elif candidates:
+        shown = sorted(set(candidates))
+        more = f' (+{len(shown) - 30} more)' if len(shown) > 30 else ''
+        msg += f". Registered: {', '.join(shown[:30])}{more}."
+    else:
+        msg += '. The registry is empty.'
+    return msg + (' Register the class with @REGISTRY.register_module() and make sure its module '
+                  'is imported (custom_imports=dict(imports=[...]) in the config, or '
+                  'default_scope).')
+
+
+def _signature_problem(obj: Any, kwargs: dict) -> str | None:
+    """Why ``obj(**kwargs)`` cannot bind, with the accepted parameters; None if it binds (or the
+    signature is unknown)."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    try:
+        sig.bind(**kwargs)
+        return None
+    except TypeError as bind_error:
+        error = str(bind_error)
+    params = [p for p in sig.parameters.values()
+              if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    names = [p.name for p in params]
+    keyword_names = [p.name for p in params if p.kind != p.POSITIONAL_ONLY]
+    problems = []
+    if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+        for key in kwargs:
+            if key not in keyword_names:
+                close = difflib.get_close_matches(key, keyword_names, n=1)
+                hint = f' (did you mean {close[0]!r}?)' if close else ''
+                problems.append(f'unexpected argument {key!r}{hint}')
+    missing = [p.name for p in params if p.default is p.empty and p.name not in kwargs
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if missing:
+        problems.append(f"missing required argument(s) {', '.join(map(repr, missing))}")
+    if not problems:
+        problems.append(error)
+    return f"{'; '.join(problems)}. Accepted parameters: {', '.join(names) or 'none'}"
+
+
+def _import_scope(scope: str) -> None:
+    """Import the package a ``_scope_`` names if it exists (e.g. ``'mmdet'`` -> kiln.det)."""
+    module = scope_to_module(scope)
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        importlib.import_module(module)
+
+
+def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | None = None) -> Any:
+    """Build an object from a config dict: look up ``cfg['type']`` and call it with the other keys.
+
+    Args:
+        cfg: a dict/ConfigDict with ``type``: a registered name (optionally scope-prefixed,
+            ``'kiln.ResNet'``), a dotted import path, or a class/function itself. The other keys are
+            keyword arguments; ``_scope_`` (optional) selects the registry of that scope for this
+            lookup.
+        registry: where to look ``type`` up.
+        default_args: keyword arguments used when ``cfg`` does not set them (may hold ``type``).
+
+    Returns:
+        The built object (an instance for classes, the return value for functions).
+
+    Raises:
+        TypeError: ``cfg``/``default_args`` are not dicts, ``type`` is neither a str nor callable,
+            or the arguments do not fit the constructor (the message names the type, the bad
+            argument(s) and the accepted parameters).
+        KeyError: no ``type`` key, or ``type`` is not registered (the message names the registry,
+            the scopes searched and the closest registered names).
+        Exception: errors raised inside the constructor propagate with a note naming the type.
+    """
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"build_from_cfg: cfg must be a dict with a 'type' key, got "
+                        f'{type(cfg).__name__}: {cfg!r:.200}')
+    if default_args is not None and not isinstance(default_args, Mapping):
+        raise TypeError(f'build_from_cfg: default_args must be a dict or None, got '
+                        f'{type(default_args).__name__}')
+    if not hasattr(registry, 'get') or not hasattr(registry, 'searched_names'):
+        raise TypeError(f'build_from_cfg: registry must be a Registry, got {registry!r:.100}')
+    args = dict(cfg)
+    for key, value in (default_args or {}).items():
+        args.setdefault(key, value)
+    if 'type' not in args:
+        raise KeyError(f"cannot build from the {registry.name!r} registry: the config has no "
+                       f"'type' key (keys: {', '.join(map(repr, args)) or 'none'}); 'type' must "
+                       'be a registered name or a class/function')
+    obj_type = args.pop('type')
+    scope = args.pop('_scope_', None)
+    if isinstance(obj_type, str):
+        obj_cls = None
+        if scope is not None:
+            _import_scope(scope)
+            obj_cls = registry.get(f'{scope}.{obj_type}')
+        if obj_cls is None:
+            obj_cls = registry.get(obj_type)
+        if obj_cls is None:
+            raise KeyError(_not_found_message(obj_type, registry, scope))
+        type_name = obj_type
+    elif callable(obj_type):
+        obj_cls, type_name = obj_type, _path(obj_type)
+    else:
+        raise TypeError(f"cannot build from the {registry.name!r} registry: 'type' must be a "
+                        f'registered name (str) or a class/function, got '
+                        f'{type(obj_type).__name__}: {obj_type!r}')
+    try:
+        return obj_cls(**args)
+    except TypeError as e:
+        problem = _signature_problem(obj_cls, args)
+        if problem is None:
+            e.add_note(f'(while building {type_name!r} from the {registry.name!r} registry)')
+            raise
+        raise TypeError(f'cannot build {type_name!r} ({_path(obj_cls)}) from the '
+                        f'{registry.name!r} registry: {problem}') from e
+    except Exception as e:
+        e.add_note(f'(while building {type_name!r} from the {registry.name!r} registry)')
+        raise
