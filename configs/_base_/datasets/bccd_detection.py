@@ -1,0 +1,72 @@
+# BCCD blood-cell detection (Pascal VOC layout), vendored in data/bccd. 640x480 microscope images, 3 classes.
+dataset_type = 'VOCDataset'
+data_root = 'data/bccd/'
+metainfo = dict(
+    classes=('RBC', 'WBC', 'Platelets'),
+    palette=[(220, 20, 60), (0, 0, 230), (0, 160, 0)])
+backend_args = None
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='Resize', scale=(640, 480), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='Resize', scale=(640, 480), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='ImageSets/Main/train.txt',
+        data_prefix=dict(sub_data_root=''),
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=train_pipeline,
+        backend_args=backend_args))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='ImageSets/Main/val.txt',
+        data_prefix=dict(sub_data_root=''),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+test_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='ImageSets/Main/test.txt',
+        data_prefix=dict(sub_data_root=''),
+        test_mode=True,
+        pipeline=test_pipeline,
+        backend_args=backend_args))
+
+# COCO-style mAP on VOC-format data: without `ann_file`, CocoMetric builds the ground truth from the
+# samples' original annotations.
+val_evaluator = dict(type='CocoMetric', metric='bbox', classwise=True)
+test_evaluator = val_evaluator
