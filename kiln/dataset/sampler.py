@@ -1,0 +1,143 @@
+"""Samplers that shard a dataset across ranks: ``DefaultSampler`` (epoch-based) and ``InfiniteSampler``.
+
+Reference: MMEngine ``mmengine.dataset.sampler`` (behaviour), re-implemented.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Iterator, Sized
+
+import torch
+from torch.utils.data import Sampler
+
+from kiln.registry import DATA_SAMPLERS
+
+
+def _dist_info() -> tuple[int, int]:
+    from kiln.dist import get_dist_info
+    return get_dist_info()
+
+
+def sync_random_seed() -> int:
+    """A random seed in [0, 2**31), drawn on rank 0 and shared by every rank (``kiln.dist.sync_random_seed``)."""
+    from kiln.dist import sync_random_seed as _sync
+    return _sync()
+
+
+@DATA_SAMPLERS.register_module()
+class DefaultSampler(Sampler):
+    """Epoch-based sampler yielding this rank's share of the dataset indices.
+
+    Each epoch the full index list is shuffled with a ``torch.Generator`` seeded by ``seed + epoch`` (identical
+    on every rank), optionally padded by repetition to a multiple of the world size (``round_up``), and rank
+    ``r`` takes ``indices[r::world_size]``.
+
+    Args:
+        dataset: any sized dataset.
+        shuffle: shuffle every epoch.
+        seed: base seed; ``None`` draws a random one (shared across ranks).
+        round_up: pad so every rank gets ``ceil(len / world_size)`` indices; otherwise ranks may differ by one.
+
+    State: ``state_dict()`` -> ``dict(epoch, seed, shuffle, position)``; ``position`` is how many of this rank's
+    indices of the current epoch to skip on the next ``__iter__`` (set it to ``iter_in_epoch * batch_size``
+    when resuming mid-epoch, so no data has to be loaded to skip).
+    """
+
+    def __init__(self, dataset: Sized, shuffle: bool = True, seed: int | None = None,
+                 round_up: bool = True) -> None:
+        rank, world_size = _dist_info()
+        self.rank = rank
+        self.world_size = world_size
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.epoch = 0
+        self.round_up = round_up
+        self.position = 0
+        n = len(dataset)
+        if round_up:
+            self.num_samples = math.ceil(n / world_size)
+            self.total_size = self.num_samples * world_size
+        else:
+            self.num_samples = math.ceil((n - rank) / world_size)
+            self.total_size = n
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(n, generator=g).tolist()
+        else:
+            indices = list(range(n))
+        if self.round_up and n > 0:
+            indices = (indices * (self.total_size // n + 1))[:self.total_size]
+        indices = indices[self.rank:self.total_size:self.world_size]
+        start, self.position = self.position, 0
+        return iter(indices[start:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``seed + epoch`` for the next shuffle (the train loop calls this at the start of every epoch)."""
+        self.epoch = int(epoch)
+
+    def state_dict(self) -> dict:
+        return dict(epoch=self.epoch, seed=self.seed, shuffle=self.shuffle, position=self.position)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``epoch`` and ``seed`` (and ``position``, the number of indices to skip next time)."""
+        self.epoch = int(state['epoch'])
+        self.seed = int(state['seed'])
+        self.shuffle = bool(state.get('shuffle', self.shuffle))
+        self.position = int(state.get('position', 0))
+
+
+@DATA_SAMPLERS.register_module()
+class InfiniteSampler(Sampler):
+    """Endless sampler for iteration-based training: concatenated permutations, sharded by rank.
+
+    The stream is ``randperm(n) ++ randperm(n) ++ ...`` from one ``torch.Generator`` seeded with ``seed``
+    (or ``0, 1, ..., n-1`` repeated without shuffle); rank ``r`` takes every ``world_size``-th element from
+    ``r``. ``set_epoch`` is a no-op. ``position`` (in the state dict) skips that many of this rank's indices.
+    """
+
+    def __init__(self, dataset: Sized, shuffle: bool = True, seed: int | None = None) -> None:
+        self.rank, self.world_size = _dist_info()
+        self.dataset = dataset
+        self.size = len(dataset)
+        if self.size == 0:
+            raise ValueError('InfiniteSampler: the dataset is empty, cannot sample from it forever')
+        self.shuffle = shuffle
+        self.seed = sync_random_seed() if seed is None else int(seed)
+        self.position = 0
+
+    def _infinite_indices(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed)
+        while True:
+            if self.shuffle:
+                yield from torch.randperm(self.size, generator=g).tolist()
+            else:
+                yield from range(self.size)
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.position = self.position, 0
+        stream = itertools.islice(self._infinite_indices(), self.rank, None, self.world_size)
+        return itertools.islice(stream, start, None)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Not used: the stream does not depend on the epoch."""
+
+    def state_dict(self) -> dict:
+        return dict(seed=self.seed, shuffle=self.shuffle, position=self.position)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = int(state['seed'])
+        self.shuffle = bool(state.get('shuffle', self.shuffle))
+        self.position = int(state.get('position', 0))

@@ -1,0 +1,9 @@
+"""Optimizer wrappers and their builders."""
+from .amp_optim_wrapper import AmpOptimWrapper
+from .builder import TORCH_OPTIMIZERS, build_optim_wrapper, register_torch_optimizers
+from .default_constructor import DefaultOptimWrapperConstructor
+from .optim_wrapper import OptimWrapper
+from .optim_wrapper_dict import OptimWrapperDict
+
+__all__ = ['AmpOptimWrapper', 'TORCH_OPTIMIZERS', 'build_optim_wrapper', 'register_torch_optimizers',
+           'DefaultOptimWrapperConstructor', 'OptimWrapper', 'OptimWrapperDict']
