@@ -1,1 +1,1 @@
-from . import datasets, engine, evaluation, structures, visualization  # noqa: F401
+from . import datasets, engine, evaluation, models, structures, visualization  # noqa: F401

@@ -1,0 +1,4 @@
+"""Backbones (registered in ``kiln.registry.MODELS``)."""
+from .resnet import ResNet
+
+__all__ = ['ResNet']

@@ -1,0 +1,8 @@
+"""Dense (one-stage) heads, registered in ``kiln.registry.MODELS``."""
+from .anchor_free_head import AnchorFreeHead
+from .anchor_head import AnchorHead
+from .base_dense_head import BaseDenseHead
+from .fcos_head import FCOSHead
+from .retina_head import RetinaHead
+
+__all__ = ['AnchorFreeHead', 'AnchorHead', 'BaseDenseHead', 'FCOSHead', 'RetinaHead']

@@ -1,0 +1,208 @@
+"""ResNet backbone (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
+
+Built from ``torchvision.models.resnet`` blocks with MMDetection's module names (``conv1``, ``bn1``,
+``layer1``..``layer4``, ``downsample.0/1``), so MMDetection / torchvision ResNet checkpoints load unchanged.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from torch import Tensor, nn
+
+from kiln.model import BaseModule
+from kiln.registry import MODELS
+
+from ..layers import build_conv_layer, build_norm_layer
+
+
+def _blocks():
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    return BasicBlock, Bottleneck
+
+
+@MODELS.register_module()
+class ResNet(BaseModule):
+    """ResNet backbone returning the feature maps of the stages in ``out_indices``.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152.
+        in_channels: channels of the input image.
+        stem_channels: output channels of the stem (default ``base_channels``).
+        base_channels: width of the first stage (64).
+        num_stages: number of residual stages used, 1..4.
+        strides: stride of the first block of each stage.
+        dilations: dilation of each stage (> 1 only for Bottleneck depths 50/101/152).
+        out_indices: stages whose output is returned (0-based).
+        style: ``'pytorch'`` (stride on the 3x3 conv of a Bottleneck) or ``'caffe'`` (stride on the first 1x1).
+        avg_down: use AvgPool + stride-1 conv in the downsample shortcut (ResNet-D).
+        frozen_stages: stages (and the stem, when >= 0) to freeze: their params get ``requires_grad=False``
+            and they stay in eval mode; -1 freezes nothing.
+        conv_cfg: conv config for the stem (``None`` -> ``nn.Conv2d``).
+        norm_cfg: norm config (``BN``, ``SyncBN``, ``GN`` with ``num_groups``; ``requires_grad``).
+        norm_eval: keep every BatchNorm in eval mode (frozen running stats) during training.
+        zero_init_residual: :meth:`init_weights` sets the last norm weight of every block to 0.
+        pretrained: deprecated, use ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
+        init_cfg: initialisation config; ``None`` uses Kaiming for convs and 1/0 for norms.
+
+    Input: float32 (N, in_channels, H, W). Output: tuple of float32 (N, C_i, H / s_i, W / s_i) for each i in
+    ``out_indices`` with C_i = ``base_channels * 2**i * expansion`` (expansion 1 for depth 18/34, 4 otherwise) and
+    s_i = 4 * prod(strides[1..i]) (4, 8, 16, 32 by default).
+
+    Raises:
+        KeyError: unsupported ``depth``.
+        ValueError: inconsistent ``num_stages`` / ``strides`` / ``dilations`` / ``out_indices`` / ``style``.
+        NotImplementedError: ``deep_stem``, ``dcn``, ``plugins`` or ``with_cp`` requested.
+    """
+
+    arch_settings = {18: ('BasicBlock', (2, 2, 2, 2)), 34: ('BasicBlock', (3, 4, 6, 3)),
+                     50: ('Bottleneck', (3, 4, 6, 3)), 101: ('Bottleneck', (3, 4, 23, 3)),
+                     152: ('Bottleneck', (3, 8, 36, 3))}
+
+    def __init__(self, depth: int, in_channels: int = 3, stem_channels: int | None = None,
+                 base_channels: int = 64, num_stages: int = 4, strides: Sequence[int] = (1, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1), out_indices: Sequence[int] = (0, 1, 2, 3),
+                 style: str = 'pytorch', deep_stem: bool = False, avg_down: bool = False,
+                 frozen_stages: int = -1, conv_cfg: Mapping[str, Any] | None = None,
+                 norm_cfg: Mapping[str, Any] = dict(type='BN', requires_grad=True), norm_eval: bool = True,
+                 dcn: Any = None, stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Any = None, with_cp: bool = False, zero_init_residual: bool = True,
+                 pretrained: str | None = None, init_cfg: Any = None) -> None:
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('ResNet: give either init_cfg or pretrained, not both')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        if depth not in self.arch_settings:
+            raise KeyError(f'ResNet depth {depth!r} is not supported; expected one of {sorted(self.arch_settings)}')
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'ResNet num_stages must be in 1..4, got {num_stages}')
+        if len(strides) < num_stages or len(dilations) < num_stages:
+            raise ValueError(f'ResNet strides {tuple(strides)} and dilations {tuple(dilations)} need '
+                             f'{num_stages} entries (num_stages)')
+        if not out_indices or max(out_indices) >= num_stages or min(out_indices) < 0:
+            raise ValueError(f'ResNet out_indices {tuple(out_indices)} must lie in 0..{num_stages - 1}')
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', got {style!r}")
+        for flag, name in ((deep_stem, 'deep_stem'), (dcn is not None, 'dcn'), (plugins is not None, 'plugins'),
+                           (with_cp, 'with_cp')):
+            if flag:
+                raise NotImplementedError(f'ResNet: {name} is not supported by kiln')
+        self.depth = depth
+        self.num_stages = num_stages
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.out_indices = tuple(out_indices)
+        self.style = style
+        self.avg_down = avg_down
+        self.frozen_stages = frozen_stages
+        self.norm_cfg = dict(norm_cfg)
+        self.norm_eval = norm_eval
+        self.zero_init_residual = zero_init_residual
+        stem_channels = base_channels if stem_channels is None else stem_channels
+
+        basic, bottleneck = _blocks()
+        block_name, stage_blocks = self.arch_settings[depth]
+        block = basic if block_name == 'BasicBlock' else bottleneck
+        self.block = block
+        if block is basic and any(d != 1 for d in self.dilations[:num_stages]):
+            raise ValueError(f'ResNet-{depth} (BasicBlock) does not support dilations {self.dilations}')
+
+        self.conv1 = build_conv_layer(conv_cfg, in_channels, stem_channels, kernel_size=7, stride=2, padding=3,
+                                      bias=False)
+        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        self.res_layers: list[str] = []
+        inplanes = stem_channels
+        for i in range(num_stages):
+            planes = base_channels * 2 ** i
+            layer = self._make_layer(block, inplanes, planes, stage_blocks[i], self.strides[i], self.dilations[i])
+            inplanes = planes * block.expansion
+            name = f'layer{i + 1}'
+            self.add_module(name, layer)
+            self.res_layers.append(name)
+        self.feat_dim = inplanes
+        self._freeze_stages()
+
+    @property
+    def norm1(self) -> nn.Module:
+        """The stem normalisation layer."""
+        return getattr(self, self.norm1_name)
+
+    def _norm_layer(self, num_features: int) -> nn.Module:
+        return build_norm_layer(self.norm_cfg, num_features)[1]
+
+    def _make_layer(self, block: type, inplanes: int, planes: int, num_blocks: int, stride: int,
+                    dilation: int) -> nn.Sequential:
+        downsample = None
+        out_planes = planes * block.expansion
+        if stride != 1 or inplanes != out_planes:
+            layers: list[nn.Module] = []
+            conv_stride = stride
+            if self.avg_down and stride != 1:
+                conv_stride = 1
+                layers.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
+            layers += [nn.Conv2d(inplanes, out_planes, 1, stride=conv_stride, bias=False),
+                       self._norm_layer(out_planes)]
+            downsample = nn.Sequential(*layers)
+        blocks = []
+        for j in range(num_blocks):
+            blk = block(inplanes if j == 0 else out_planes, planes, stride if j == 0 else 1,
+                        downsample if j == 0 else None, dilation=dilation, norm_layer=self._norm_layer)
+            if self.style == 'caffe' and j == 0 and stride != 1 and hasattr(blk, 'conv3'):
+                blk.conv1.stride, blk.conv2.stride = (stride, stride), (1, 1)
+            blocks.append(blk)
+        return nn.Sequential(*blocks)
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages >= 0:
+            modules = [self.conv1, self.norm1] + [getattr(self, f'layer{i}')
+                                                  for i in range(1, min(self.frozen_stages, self.num_stages) + 1)]
+            for m in modules:
+                m.eval()
+                for param in m.parameters():
+                    param.requires_grad = False
+
+    def init_weights(self) -> None:
+        """Default (``init_cfg=None``): Kaiming-normal fan_out convs, norms 1/0, and (``zero_init_residual``)
+        zero weight on the last norm of each residual block. Otherwise defer to ``BaseModule.init_weights``."""
+        if self.init_cfg is not None:
+            super().init_weights()
+            return
+        self._is_init = True
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.zero_init_residual:
+            last = 'bn3' if hasattr(self.block, 'expansion') and self.block.expansion == 4 else 'bn2'
+            for name in self.res_layers:
+                for blk in getattr(self, name):
+                    norm = getattr(blk, last)
+                    if norm.weight is not None:
+                        nn.init.zeros_(norm.weight)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True) -> 'ResNet':
+        """Switch train/eval mode, keeping frozen stages and (``norm_eval``) BatchNorms in eval mode."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self

@@ -1,0 +1,166 @@
+"""Base class of one-stage (dense) detection heads: loss / predict entry points and box post-processing.
+
+Semantics follow MMDetection 3.x ``BaseDenseHead`` (per-level top-k, score threshold, class-aware NMS,
+``max_per_img``, rescale to the original image), plus ``scores_per_class`` on every detection.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from kiln.model import BaseModule
+from kiln.structures import InstanceData
+
+from ..utils import filter_scores_and_topk, select_single_mlvl, unpack_gt_instances
+
+
+def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    if cfg is None:
+        return default
+    return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
+
+
+class BaseDenseHead(BaseModule):
+    """Dense head base. Subclasses provide ``forward(x) -> tuple`` of per-level outputs, ``loss_by_feat`` and the
+    attributes ``prior_generator``, ``bbox_coder``, ``cls_out_channels``, ``num_classes``, ``use_sigmoid_cls`` and
+    ``test_cfg``.
+
+    Test config keys (``test_cfg``): ``nms_pre`` (per-level top-k before NMS, -1 = all), ``score_thr``,
+    ``min_bbox_size`` (drop boxes with width or height <= it; < 0 disables), ``nms=dict(type='nms',
+    iou_threshold=0.5)`` (class-aware, ``torchvision.ops.batched_nms``), ``max_per_img``.
+    """
+
+    def loss(self, x: tuple[Tensor, ...], batch_data_samples: Sequence[Any]) -> dict[str, Tensor]:
+        """Losses from neck features ``x`` (tuple of (N, C, H_l, W_l)) and data samples with ``gt_instances``
+        (``bboxes`` float32 (K, 4) xyxy pixels of the input image, ``labels`` int64 (K,))."""
+        outs = self(x)
+        gts, ignores, metas = unpack_gt_instances(batch_data_samples)
+        return self.loss_by_feat(*outs, gts, metas, ignores)
+
+    def loss_by_feat(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def predict(self, x: tuple[Tensor, ...], batch_data_samples: Sequence[Any],
+                rescale: bool = True) -> list[InstanceData]:
+        """Detections of every image (see :meth:`predict_by_feat`); metainfo is read from the data samples."""
+        metas = [dict(sample.metainfo) for sample in batch_data_samples]
+        outs = self(x)
+        return self.predict_by_feat(*outs, batch_img_metas=metas, rescale=rescale)
+
+    def predict_by_feat(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor],
+                        score_factors: Sequence[Tensor] | None = None,
+                        batch_img_metas: Sequence[Mapping[str, Any]] | None = None, cfg: Any = None,
+                        rescale: bool = False, with_nms: bool = True) -> list[InstanceData]:
+        """Turn per-level head outputs into detections.
+
+        Args:
+            cls_scores: per level, float (N, A * C, H, W) class logits.
+            bbox_preds: per level, float (N, A * 4, H, W) box regressions (coder-specific).
+            score_factors: per level, float (N, A, H, W) logits multiplied into the scores after the score
+                threshold (FCOS centerness), or None.
+            batch_img_metas: per image, metainfo with ``img_shape`` (h, w) and, for ``rescale``,
+                ``scale_factor`` (w_scale, h_scale) and ``ori_shape`` (h, w).
+            cfg: test config (default ``self.test_cfg``).
+            rescale: map boxes back to the original image (divide by ``scale_factor``, clip to ``ori_shape``).
+            with_nms: apply NMS and ``max_per_img``.
+
+        Returns:
+            One ``InstanceData`` per image with ``bboxes`` float32 (K, 4) xyxy pixels, ``scores`` float32 (K,),
+            ``labels`` int64 (K,) and ``scores_per_class`` float32 (K, C): the class-score vector of the prior
+            that produced the detection, on the same scale as ``scores`` (sigmoid probabilities, times the score
+            factor when there is one), so ``scores_per_class[i, labels[i]] == scores[i]``.
+
+        Raises:
+            ValueError: missing metainfo, or levels with mismatching sizes.
+        """
+        if len(cls_scores) != len(bbox_preds):
+            raise ValueError(f'{len(cls_scores)} cls_scores levels vs {len(bbox_preds)} bbox_preds levels')
+        if batch_img_metas is None:
+            raise ValueError('predict_by_feat needs batch_img_metas (img_shape, scale_factor, ori_shape per image)')
+        featmap_sizes = [c.shape[-2:] for c in cls_scores]
+        priors = self.prior_generator.grid_priors(featmap_sizes, dtype=cls_scores[0].dtype,
+                                                  device=cls_scores[0].device)
+        results = []
+        for img_id, meta in enumerate(batch_img_metas):
+            factors = (select_single_mlvl(score_factors, img_id) if score_factors is not None
+                       else [None] * len(cls_scores))
+            results.append(self._predict_by_feat_single(
+                select_single_mlvl(cls_scores, img_id), select_single_mlvl(bbox_preds, img_id), factors,
+                priors, meta, cfg if cfg is not None else self.test_cfg, rescale, with_nms))
+        return results
+
+    def _predict_by_feat_single(self, cls_score_list: Sequence[Tensor], bbox_pred_list: Sequence[Tensor],
+                                score_factor_list: Sequence[Tensor | None], mlvl_priors: Sequence[Tensor],
+                                img_meta: Mapping[str, Any], cfg: Any, rescale: bool,
+                                with_nms: bool) -> InstanceData:
+        if 'img_shape' not in img_meta:
+            raise ValueError(f'image metainfo {sorted(img_meta)} has no img_shape (h, w)')
+        nms_pre = _cfg_get(cfg, 'nms_pre', -1)
+        score_thr = _cfg_get(cfg, 'score_thr', 0.0)
+        dim = self.bbox_coder.encode_size
+        boxes, priors_kept, scores, labels, vectors, factors = [], [], [], [], [], []
+        for cls_score, bbox_pred, factor, priors in zip(cls_score_list, bbox_pred_list, score_factor_list,
+                                                        mlvl_priors):
+            if cls_score.shape[-2:] != bbox_pred.shape[-2:]:
+                raise ValueError(f'cls_score {tuple(cls_score.shape)} and bbox_pred {tuple(bbox_pred.shape)} '
+                                 f'have different spatial sizes')
+            bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, dim)
+            cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
+            probs = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)[:, :-1]
+            s, lab, keep, kept = filter_scores_and_topk(probs, score_thr, nms_pre,
+                                                        dict(bbox_pred=bbox_pred, priors=priors, probs=probs))
+            boxes.append(kept['bbox_pred'])
+            priors_kept.append(kept['priors'])
+            scores.append(s)
+            labels.append(lab)
+            vectors.append(kept['probs'])
+            if factor is not None:
+                factors.append(factor.permute(1, 2, 0).reshape(-1).sigmoid()[keep])
+        results = InstanceData()
+        results.bboxes = self.bbox_coder.decode(torch.cat(priors_kept), torch.cat(boxes),
+                                                max_shape=img_meta['img_shape'])
+        results.scores = torch.cat(scores)
+        results.labels = torch.cat(labels)
+        results.scores_per_class = torch.cat(vectors)
+        if factors:
+            results.score_factors = torch.cat(factors)
+        return self._bbox_post_process(results, cfg, rescale, with_nms, img_meta)
+
+    def _bbox_post_process(self, results: InstanceData, cfg: Any, rescale: bool, with_nms: bool,
+                           img_meta: Mapping[str, Any]) -> InstanceData:
+        """Rescale, apply score factors, drop small boxes, class-aware NMS, keep ``max_per_img``."""
+        if rescale:
+            for key in ('scale_factor', 'ori_shape'):
+                if img_meta.get(key) is None:
+                    raise ValueError(f'rescale=True needs {key!r} in the image metainfo (keys: {sorted(img_meta)})')
+            sw, sh = img_meta['scale_factor'][:2]
+            h, w = img_meta['ori_shape'][:2]
+            b = results.bboxes / results.bboxes.new_tensor([sw, sh, sw, sh])
+            results.bboxes = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w),
+                                          b[:, 3].clamp(0, h)], dim=-1)
+        if 'score_factors' in results:
+            factors = results.pop('score_factors')
+            results.scores = results.scores * factors
+            results.scores_per_class = results.scores_per_class * factors[:, None]
+        min_size = _cfg_get(cfg, 'min_bbox_size', -1)
+        if min_size is not None and min_size >= 0:
+            wh = results.bboxes[:, 2:] - results.bboxes[:, :2]
+            results = results[(wh[:, 0] > min_size) & (wh[:, 1] > min_size)]
+        if with_nms:
+            nms_cfg = _cfg_get(cfg, 'nms')
+            if nms_cfg is not None and results.bboxes.numel() > 0:
+                nms_type = _cfg_get(nms_cfg, 'type', 'nms')
+                if nms_type != 'nms':
+                    raise NotImplementedError(f"test_cfg.nms type {nms_type!r} is not supported (only 'nms')")
+                from torchvision.ops import batched_nms
+                keep = batched_nms(results.bboxes, results.scores, results.labels,
+                                   float(_cfg_get(nms_cfg, 'iou_threshold', 0.5)))
+                results = results[keep]
+            else:
+                results = results[results.scores.argsort(descending=True)]
+            max_per_img = _cfg_get(cfg, 'max_per_img', -1)
+            if max_per_img is not None and max_per_img > 0:
+                results = results[:max_per_img]
+        return results
