@@ -1,0 +1,72 @@
+"""``kiln test CONFIG CHECKPOINT``: evaluate a checkpoint on the test set (MMDetection's ``tools/test.py``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os.path as osp
+from typing import Any
+
+from ._common import CLIError, add_cfg_options, build_runner, load_config, set_work_dir
+from .train import LAUNCHERS
+
+__all__ = ['add_parser', 'run']
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``test`` sub-command."""
+    p = subparsers.add_parser('test', help='evaluate a checkpoint on the test dataloader',
+                              description='Evaluate CHECKPOINT with the config\'s test_dataloader / '
+                                          'test_evaluator; prints the metrics as JSON.')
+    p.add_argument('config', help='config file')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='directory for the evaluation logs')
+    p.add_argument('--show-dir', help='save drawn predictions to this directory (relative to the run\'s log '
+                                      'dir); needs default_hooks.visualization in the config')
+    p.add_argument('--out', help='also dump the raw predictions to this pickle file (DumpResults)')
+    add_cfg_options(p)
+    p.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher for distributed testing')
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config, point ``load_from`` at the checkpoint, run ``Runner.test()`` and print the metrics."""
+    import os
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise CLIError(f'checkpoint file {args.checkpoint!r} does not exist')
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    set_work_dir(cfg, args.work_dir, args.config)
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show_dir is not None:
+        hooks = cfg.get('default_hooks') or {}
+        if not hooks.get('visualization'):
+            raise CLIError('--show-dir needs a visualization hook in the config, e.g. default_hooks.visualization'
+                           "=dict(type='DetVisualizationHook')")
+        hooks['visualization']['draw'] = True
+        hooks['visualization']['test_out_dir'] = args.show_dir
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise CLIError(f'--out must be a .pkl or .pickle file, got {args.out!r}')
+        evaluator = cfg.get('test_evaluator')
+        evaluators = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator] if evaluator else []
+        cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
+    runner = build_runner(cfg)
+    metrics = runner.test()
+    print(json.dumps(_jsonable(metrics), indent=2))
+    return 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, 'tolist'):
+        return value.tolist()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)

@@ -1,0 +1,57 @@
+"""``kiln train CONFIG``: train a model (MMDetection's ``tools/train.py``)."""
+from __future__ import annotations
+
+import argparse
+
+from ._common import CLIError, add_cfg_options, build_runner, load_config, set_work_dir
+
+__all__ = ['add_parser', 'run']
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``train`` sub-command."""
+    p = subparsers.add_parser('train', help='train a model from a config file',
+                              description='Train a model. Checkpoints and logs go to the work dir '
+                                          '(default ./work_dirs/<config name>).')
+    p.add_argument('config', help='config file (.py, .json, .yaml)')
+    p.add_argument('--work-dir', help='directory for logs and checkpoints')
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume training: from CKPT, or without a value from the latest checkpoint of the work dir')
+    p.add_argument('--amp', action='store_true', help='mixed precision training (AmpOptimWrapper)')
+    p.add_argument('--auto-scale-lr', action='store_true',
+                   help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
+    add_cfg_options(p)
+    p.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher for distributed training')
+    p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load and adjust the config as the options say, build the Runner and train."""
+    import os
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    set_work_dir(cfg, args.work_dir, args.config)
+    if args.amp:
+        optim_wrapper = cfg.get('optim_wrapper')
+        if optim_wrapper is None:
+            raise CLIError('--amp: the config has no optim_wrapper')
+        if optim_wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise CLIError(f"--amp works with optim_wrapper.type='OptimWrapper', got {optim_wrapper.get('type')!r}")
+        optim_wrapper['type'] = 'AmpOptimWrapper'
+        optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
+            raise CLIError('--auto-scale-lr: the config has no auto_scale_lr.base_batch_size')
+        cfg.auto_scale_lr['enable'] = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = build_runner(cfg)
+    runner.train()
+    return 0

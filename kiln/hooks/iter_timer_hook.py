@@ -1,0 +1,65 @@
+"""IterTimerHook: iteration and data-loading times, and the estimated time left."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from kiln.registry import HOOKS
+
+from .hook import Hook
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kiln.runner import Runner
+
+__all__ = ['IterTimerHook']
+
+
+@HOOKS.register_module()
+class IterTimerHook(Hook):
+    """Record per-iteration wall times in the message hub (MMEngine's IterTimerHook).
+
+    Scalars, in seconds (``time.perf_counter``; no device synchronisation, so on GPU ``time`` measures the host
+    side of the step): ``{mode}/data_time`` (waiting for the dataloader) and ``{mode}/time`` (the whole
+    iteration, data included) for mode ``train``/``val``/``test``. Info ``eta``: seconds left in training
+    (mean train iteration time since this run's first iteration times the iterations left), or in the current
+    val/test epoch during evaluation.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+        self._start_iter = 0
+        self._train_time = 0.0
+        self._eval_time = 0.0
+
+    def before_train(self, runner: Runner) -> None:
+        self._start_iter = runner.iter
+        self._train_time = 0.0
+
+    def _before_epoch(self, runner: Runner, mode: str = 'train') -> None:
+        self._t = time.perf_counter()
+        if mode != 'train':
+            self._eval_time = 0.0
+
+    def _before_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, mode: str = 'train') -> None:
+        runner.message_hub.update_scalar(f'{mode}/data_time', time.perf_counter() - self._t)
+
+    def _after_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, outputs: Any = None,
+                    mode: str = 'train') -> None:
+        now = time.perf_counter()
+        iter_time = now - self._t
+        self._t = now
+        hub = runner.message_hub
+        hub.update_scalar(f'{mode}/time', iter_time)
+        if mode == 'train':
+            self._train_time += iter_time
+            done = runner.iter - self._start_iter + 1
+            left = runner.max_iters - runner.iter - 1
+        else:
+            self._eval_time += iter_time
+            done = batch_idx + 1
+            dataloader = runner.val_dataloader if mode == 'val' else runner.test_dataloader
+            left = len(dataloader) - batch_idx - 1
+        total = self._train_time if mode == 'train' else self._eval_time
+        hub.update_info('eta', total / max(done, 1) * max(left, 0))

@@ -1,0 +1,113 @@
+"""LoggerHook: writes the periodic training log line and the evaluation results."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import shutil
+from typing import TYPE_CHECKING, Any
+
+from kiln.registry import HOOKS
+
+from .hook import Hook
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kiln.runner import Runner
+
+__all__ = ['LoggerHook']
+
+
+@HOOKS.register_module()
+class LoggerHook(Hook):
+    """Log the state of the run every ``interval`` iterations and after each evaluation (MMEngine's LoggerHook).
+
+    Every ``interval`` train iterations (counted within the epoch, ``(batch_idx + 1) % interval == 0``) it asks
+    ``runner.log_processor.get_log_after_iter(runner, batch_idx, 'train')`` for ``(tag, line)``, writes the line
+    with ``runner.logger.info`` and sends ``tag`` (dict of floats) to ``runner.visualizer.add_scalars(tag,
+    step=runner.iter + 1)``, i.e. one JSON object per logged step in ``vis_data/scalars.json``. The last
+    iteration of an epoch is logged too unless ``ignore_last`` (and the epoch is longer than ``interval``);
+    iteration-based training logs every ``interval`` iterations of the run.
+    Val/test iterations are logged every ``interval`` batches (text only). After a val/test epoch the metrics
+    line from ``get_log_after_epoch`` is logged and its tag added to the visualizer, at step ``runner.epoch``
+    (``log_metric_by_epoch=True``) or ``runner.iter``.
+
+    Args:
+        interval: log every this many iterations (> 0).
+        ignore_last: skip the incomplete last interval of an epoch.
+        log_metric_by_epoch: step of the val/test metric scalars: epoch (True) or iteration (False; use it for
+            iteration-based training).
+        out_dir: if given, the text log and ``scalars.json`` are copied to ``out_dir/<work_dir name>/`` after
+            the run.
+
+    Raises:
+        ValueError: ``interval`` is not a positive int.
+    """
+
+    priority = 'BELOW_NORMAL'
+
+    def __init__(self, interval: int = 10, ignore_last: bool = True, log_metric_by_epoch: bool = True,
+                 out_dir: str | None = None) -> None:
+        if not isinstance(interval, int) or interval <= 0:
+            raise ValueError(f'LoggerHook: interval must be a positive int, got {interval!r}')
+        self.interval = interval
+        self.ignore_last = ignore_last
+        self.log_metric_by_epoch = log_metric_by_epoch
+        self.out_dir = out_dir
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
+                         outputs: dict | None = None) -> None:
+        loop = runner.train_loop
+        dataloader = loop.dataloader
+        # batch_idx counts within the epoch for epoch-based loops, over the whole run for iteration-based ones
+        is_last = getattr(loop, 'by_epoch', True) and _has_len(dataloader) and self.end_of_epoch(dataloader,
+                                                                                                 batch_idx)
+        if not (self.every_n_inner_iters(batch_idx, self.interval)
+                or (is_last and (not self.ignore_last or len(dataloader) <= self.interval))):
+            return
+        tag, line = runner.log_processor.get_log_after_iter(runner, batch_idx, 'train')
+        runner.logger.info(line)
+        runner.visualizer.add_scalars(tag, step=runner.iter + 1)
+
+    def after_val_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self.every_n_inner_iters(batch_idx, self.interval):
+            _, line = runner.log_processor.get_log_after_iter(runner, batch_idx, 'val')
+            runner.logger.info(line)
+
+    def after_test_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
+                        outputs: Any = None) -> None:
+        if self.every_n_inner_iters(batch_idx, self.interval):
+            _, line = runner.log_processor.get_log_after_iter(runner, batch_idx, 'test')
+            runner.logger.info(line)
+
+    def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+        self._log_epoch(runner, 'val', len(runner.val_dataloader))
+
+    def after_test_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
+        self._log_epoch(runner, 'test', len(runner.test_dataloader))
+
+    def _log_epoch(self, runner: Runner, mode: str, n_batches: int) -> None:
+        tag, line = runner.log_processor.get_log_after_epoch(runner, n_batches, mode)
+        runner.logger.info(line)
+        step = runner.epoch if self.log_metric_by_epoch else runner.iter
+        runner.visualizer.add_scalars(tag, step=step)
+
+    def after_run(self, runner: Runner) -> None:
+        from kiln.dist import is_main_process
+        if self.out_dir is None or not is_main_process():
+            return
+        target = osp.join(self.out_dir, osp.basename(osp.normpath(runner.work_dir)))
+        sources = [osp.join(runner.log_dir, f'{runner.timestamp}.log'),
+                   osp.join(runner.log_dir, 'vis_data', 'scalars.json')]
+        for src in sources:
+            if osp.isfile(src):
+                dst = osp.join(target, osp.relpath(src, runner.work_dir))
+                os.makedirs(osp.dirname(dst), exist_ok=True)
+                shutil.copy2(src, dst)
+        runner.logger.info(f'The logs were copied to {target}')
+
+
+def _has_len(obj: Any) -> bool:
+    try:
+        len(obj)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,335 @@
+"""Small functions that build the Runner's parts from their config sections (each testable alone).
+
+Every ``build_*`` accepts either a config dict (``ConfigDict``) or an already built object, which it returns
+unchanged. Reference: the ``Runner.build_*`` methods of MMEngine (same config keys), re-implemented.
+"""
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from kiln.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HOOKS, LOG_PROCESSORS, LOOPS,
+                           MODEL_WRAPPERS, MODELS, PARAM_SCHEDULERS, VISUALIZERS)
+
+__all__ = ['build_dataloader', 'build_param_schedulers', 'build_hook', 'build_train_loop', 'build_eval_loop',
+           'build_evaluator', 'build_model', 'wrap_model', 'unwrap_model', 'build_optim_wrapper', 'scale_lr',
+           'build_log_processor', 'build_visualizer']
+
+
+def _plain(cfg: Any) -> dict:
+    """A shallow plain-dict copy of a (Config)dict: building pops keys from it, never from the caller's config
+    (objects inside, e.g. a built dataset, are shared, not copied)."""
+    return dict(cfg)
+
+
+# --------------------------------------------------------------------------------------------- data
+def build_dataloader(cfg: dict | DataLoader, seed: int | None = None, diff_rank_seed: bool = False,
+                     name: str = 'dataloader') -> DataLoader:
+    """Build a ``torch.utils.data.DataLoader`` from an MMEngine-style dataloader config.
+
+    Keys: ``dataset`` (config built from DATASETS, or a Dataset; ``full_init()`` is called when present),
+    ``sampler`` (required; built from DATA_SAMPLERS with ``dataset`` and ``seed``, e.g.
+    ``dict(type='DefaultSampler', shuffle=True)``), optional ``batch_sampler`` (built from DATA_SAMPLERS with
+    ``sampler`` and ``batch_size``), ``collate_fn`` (``dict(type=<name in FUNCTIONS or callable>, **kwargs)``
+    or a callable; default ``pseudo_collate``), ``batch_size`` (default 1), ``num_workers`` (default 0),
+    ``drop_last``, ``persistent_workers`` (forced off without workers), ``pin_memory`` (default: CUDA
+    available), ``worker_init_fn``; any other key goes to ``DataLoader``.
+
+    Args:
+        cfg: the config, or a DataLoader (returned unchanged).
+        seed: base seed for the sampler and the workers (``kiln.dataset.worker_init_fn`` seeds each worker with
+            ``num_workers * rank + worker_id + seed``) and for the loader's own ``generator`` (so creating an
+            iterator does not consume the global torch RNG); None leaves all three unseeded.
+        diff_rank_seed: the sampler gets seed None (so each rank draws its own) instead of ``seed``.
+        name: config name used in error messages (``'train_dataloader'``...).
+
+    Raises:
+        KeyError: ``dataset`` or ``sampler`` missing (the message names ``name``).
+        TypeError: ``cfg`` is neither a dict nor a DataLoader-like object.
+    """
+    if not isinstance(cfg, dict):
+        if hasattr(cfg, '__iter__'):
+            return cfg
+        raise TypeError(f'{name} must be a config dict or a DataLoader, got {type(cfg).__name__}')
+    cfg = _plain(cfg)
+    for key in ('dataset', 'sampler'):
+        if key not in cfg:
+            hint = " (e.g. sampler=dict(type='DefaultSampler', shuffle=True))" if key == 'sampler' else ''
+            raise KeyError(f'{name}: the config has no {key!r}{hint}; got keys {sorted(cfg)}')
+    dataset = cfg.pop('dataset')
+    if isinstance(dataset, dict):
+        dataset = DATASETS.build(dataset)
+    if hasattr(dataset, 'full_init'):
+        dataset.full_init()
+
+    sampler = cfg.pop('sampler')
+    if isinstance(sampler, dict):
+        sampler = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset,
+                                                                 seed=None if diff_rank_seed else seed))
+    batch_size = cfg.pop('batch_size', 1)
+    batch_sampler = cfg.pop('batch_sampler', None)
+    if isinstance(batch_sampler, dict):
+        batch_sampler = DATA_SAMPLERS.build(batch_sampler,
+                                            default_args=dict(sampler=sampler, batch_size=batch_size))
+
+    collate_fn = _build_function(cfg.pop('collate_fn', dict(type='pseudo_collate')), f'{name}.collate_fn')
+    num_workers = cfg.pop('num_workers', 0)
+    init_fn = cfg.pop('worker_init_fn', None)
+    if init_fn is not None:
+        init_fn = _build_function(init_fn, f'{name}.worker_init_fn')
+    elif seed is not None:
+        from kiln.dataset import worker_init_fn
+        from kiln.dist import get_rank
+        init_fn = partial(worker_init_fn, num_workers=num_workers, rank=get_rank(), seed=seed)
+    cfg.pop('shuffle', None)  # the sampler decides
+    if seed is not None and cfg.get('generator') is None:
+        # The loader draws its workers' base seed from this generator instead of the global torch RNG, so
+        # starting an epoch (or a validation) does not shift the random stream the model trains with.
+        cfg['generator'] = torch.Generator().manual_seed(seed)
+    persistent = bool(cfg.pop('persistent_workers', False)) and num_workers > 0
+    pin_memory = cfg.pop('pin_memory', None)
+    if pin_memory is None:
+        pin_memory = torch.cuda.is_available()
+    if batch_sampler is not None:
+        cfg.pop('drop_last', None)
+        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
+                          worker_init_fn=init_fn, persistent_workers=persistent, pin_memory=pin_memory, **cfg)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
+                      num_workers=num_workers, worker_init_fn=init_fn, persistent_workers=persistent,
+                      pin_memory=pin_memory, **cfg)
+
+
+def _build_function(cfg: Any, name: str) -> Callable:
+    if callable(cfg) and not isinstance(cfg, dict):
+        return cfg
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f"{name} must be a callable or dict(type=..., **kwargs), got {cfg!r}")
+    cfg = _plain(cfg)
+    fn = cfg.pop('type')
+    if isinstance(fn, str):
+        fn = FUNCTIONS.get(fn)
+    return partial(fn, **cfg) if cfg else fn
+
+
+# -------------------------------------------------------------------------------------- schedulers
+def build_param_schedulers(cfgs: Any, optim_wrapper: Any, epoch_length: int | None,
+                           max_epochs: int | None = None, max_iters: int | None = None) -> Any:
+    """Build parameter schedulers from a config dict, a list of them (or built schedulers), or a dict
+    ``{optimizer name: list}`` for an ``OptimWrapperDict``.
+
+    Each config is built from PARAM_SCHEDULERS with ``optimizer=optim_wrapper``. A missing ``end`` defaults to
+    ``max_epochs`` (``by_epoch=True``, the default) or ``max_iters``. ``convert_to_iter_based=True`` builds
+    the scheduler with ``build_iter_from_epoch(..., epoch_length=epoch_length)`` so that an epoch-valued
+    schedule is stepped every iteration.
+
+    Returns:
+        A list of schedulers (a dict of lists for a dict input; ``[]`` for None).
+
+    Raises:
+        ValueError: ``convert_to_iter_based`` without ``epoch_length`` or together with ``by_epoch=False``.
+    """
+    if cfgs is None:
+        return []
+    if isinstance(cfgs, dict) and 'type' not in cfgs:
+        return {key: build_param_schedulers(value, optim_wrapper[key], epoch_length, max_epochs, max_iters)
+                for key, value in cfgs.items()}
+    if isinstance(cfgs, dict) or not isinstance(cfgs, (list, tuple)):
+        cfgs = [cfgs]
+    schedulers = []
+    for i, cfg in enumerate(cfgs):
+        if not isinstance(cfg, dict):
+            schedulers.append(cfg)
+            continue
+        cfg = _plain(cfg)
+        by_epoch = cfg.get('by_epoch', True)
+        default_end = max_epochs if by_epoch else max_iters
+        if default_end is not None:
+            cfg.setdefault('end', default_end)
+        if cfg.pop('convert_to_iter_based', False):
+            if not by_epoch:
+                raise ValueError(f'param_scheduler[{i}]: convert_to_iter_based=True needs by_epoch=True')
+            if not epoch_length:
+                raise ValueError(f'param_scheduler[{i}]: convert_to_iter_based=True needs the train '
+                                 'dataloader length')
+            cls = cfg.pop('type')
+            cls = PARAM_SCHEDULERS.get(cls) if isinstance(cls, str) else cls
+            schedulers.append(cls.build_iter_from_epoch(optimizer=optim_wrapper, epoch_length=epoch_length,
+                                                        **cfg))
+        else:
+            schedulers.append(PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optim_wrapper)))
+    return schedulers
+
+
+# ------------------------------------------------------------------------------------------- hooks
+def build_hook(cfg: Any, priority: Any = None) -> Any:
+    """Build a hook from a config (its optional ``priority`` key overrides the class default) or take a built
+    one; ``priority`` (if not None) is set on the hook as its ``priority`` attribute.
+
+    Raises:
+        TypeError: ``cfg`` is neither a dict nor a hook-like object.
+    """
+    if isinstance(cfg, dict):
+        cfg = _plain(cfg)
+        priority = cfg.pop('priority', priority)
+        hook = HOOKS.build(cfg)
+    elif hasattr(cfg, 'get_triggered_stages') or hasattr(cfg, 'before_run'):
+        hook = cfg
+    else:
+        raise TypeError(f'a hook must be a config dict or a Hook, got {type(cfg).__name__}')
+    if priority is not None:
+        hook.priority = priority
+    return hook
+
+
+# ------------------------------------------------------------------------------------------- loops
+def build_train_loop(cfg: Any, runner: Any, dataloader: Any) -> Any:
+    """Build the train loop from ``train_cfg``: ``type`` from LOOPS, or when absent ``EpochBasedTrainLoop`` if
+    ``by_epoch`` (default: True unless only ``max_iters`` is given) else ``IterBasedTrainLoop``.
+
+    Raises:
+        TypeError: ``cfg`` is not a dict nor a loop object.
+    """
+    if not isinstance(cfg, dict):
+        if hasattr(cfg, 'run'):
+            return cfg
+        raise TypeError(f'train_cfg must be a dict or a loop, got {type(cfg).__name__}')
+    cfg = _plain(cfg)
+    by_epoch = cfg.pop('by_epoch', None)
+    if 'type' not in cfg:
+        if by_epoch is None:
+            by_epoch = 'max_iters' not in cfg or 'max_epochs' in cfg
+        cfg['type'] = 'EpochBasedTrainLoop' if by_epoch else 'IterBasedTrainLoop'
+    return LOOPS.build(cfg, default_args=dict(runner=runner, dataloader=dataloader))
+
+
+def build_eval_loop(cfg: Any, runner: Any, dataloader: Any, evaluator: Any, default_type: str) -> Any:
+    """Build a val/test loop from ``val_cfg``/``test_cfg`` (``type`` defaults to ``default_type``, i.e.
+    ``'ValLoop'`` or ``'TestLoop'``) with the given dataloader (config or object) and evaluator."""
+    if not isinstance(cfg, dict):
+        if hasattr(cfg, 'run'):
+            return cfg
+        raise TypeError(f'{default_type} config must be a dict or a loop, got {type(cfg).__name__}')
+    cfg = _plain(cfg)
+    cfg.setdefault('type', default_type)
+    return LOOPS.build(cfg, default_args=dict(runner=runner, dataloader=dataloader, evaluator=evaluator))
+
+
+def build_evaluator(cfg: Any) -> Any:
+    """Build an ``Evaluator``: from ``dict(type=..., metrics=...)`` via EVALUATOR, or from one metric config /
+    a list of metric configs (wrapped in ``Evaluator(metrics=...)``); an object with ``process`` and
+    ``evaluate`` is returned unchanged (so is a single built metric, wrapped)."""
+    if isinstance(cfg, dict) and 'metrics' in cfg:
+        cfg = _plain(cfg)
+        cfg.setdefault('type', 'Evaluator')
+        return EVALUATOR.build(cfg)
+    if not isinstance(cfg, (dict, list, tuple)) and hasattr(cfg, 'metrics') and hasattr(cfg, 'evaluate'):
+        return cfg  # an Evaluator
+    metrics = [cfg] if not isinstance(cfg, (list, tuple)) else list(cfg)
+    return EVALUATOR.build(dict(type='Evaluator', metrics=metrics))
+
+
+# ------------------------------------------------------------------------------------------- model
+def build_model(cfg: Any, data_preprocessor: Any = None) -> nn.Module:
+    """Build the model from MODELS (``data_preprocessor``, if given, becomes the config's default
+    ``data_preprocessor``); an ``nn.Module`` is returned unchanged.
+
+    Raises:
+        TypeError: ``cfg`` is neither a dict nor an ``nn.Module``.
+    """
+    if isinstance(cfg, nn.Module):
+        return cfg
+    if not isinstance(cfg, dict):
+        raise TypeError(f'model must be a config dict or an nn.Module, got {type(cfg).__name__}')
+    cfg = _plain(cfg)
+    if data_preprocessor is not None:
+        cfg.setdefault('data_preprocessor', data_preprocessor)
+    return MODELS.build(cfg)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel-style wrapper (``.module``), or ``model`` itself."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+    if isinstance(model, (DistributedDataParallel, DataParallel)):
+        return model.module
+    return model
+
+
+def wrap_model(model: nn.Module, distributed: bool, wrapper_cfg: dict | None = None) -> nn.Module:
+    """Wrap ``model`` for distributed training: ``wrapper_cfg`` (``model_wrapper_cfg`` in a config, built from
+    MODEL_WRAPPERS with ``module=model``) or kiln's ``DistributedDataParallel`` (which keeps ``train_step`` /
+    ``val_step`` / ``test_step``). Not distributed: ``model`` is returned unchanged."""
+    if not distributed:
+        return model
+    if wrapper_cfg is not None:
+        return MODEL_WRAPPERS.build(_plain(wrapper_cfg), default_args=dict(module=model))
+    from .ddp import DistributedDataParallel
+    device_ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+# --------------------------------------------------------------------------------------- optimizer
+def build_optim_wrapper(model: nn.Module, cfg: Any) -> Any:
+    """``kiln.optim.build_optim_wrapper(model, cfg)`` for a config (``type`` defaults to ``OptimWrapper``);
+    a built optimizer wrapper is returned unchanged."""
+    if not isinstance(cfg, dict):
+        return cfg
+    from kiln.optim import build_optim_wrapper as _build
+    return _build(unwrap_model(model), _plain(cfg))
+
+
+def scale_lr(optim_wrapper: Any, auto_scale_lr: dict | None, batch_size: int, world_size: int,
+             logger: logging.Logger | None = None) -> float | None:
+    """Linear scaling rule (Goyal et al., 2017): with ``auto_scale_lr=dict(enable=True, base_batch_size=B)``
+    multiply every param group's ``lr`` by ``batch_size * world_size / B`` (total batch over the base one).
+
+    Returns:
+        The ratio, or None when scaling is disabled.
+
+    Raises:
+        KeyError: ``enable=True`` without ``base_batch_size``.
+    """
+    if not auto_scale_lr or not auto_scale_lr.get('enable', False):
+        return None
+    if 'base_batch_size' not in auto_scale_lr:
+        raise KeyError('auto_scale_lr: enable=True needs base_batch_size (the total batch size the learning '
+                       'rate was tuned for)')
+    real_bs = batch_size * world_size
+    ratio = real_bs / float(auto_scale_lr['base_batch_size'])
+    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, 'values') else [optim_wrapper]
+    for wrapper in wrappers:
+        for group in wrapper.optimizer.param_groups:
+            group['lr'] = group['lr'] * ratio
+    if logger is not None:
+        logger.info(f"auto_scale_lr: total batch size {real_bs} vs base {auto_scale_lr['base_batch_size']}: "
+                    f'learning rates scaled by {ratio:g}')
+    return ratio
+
+
+# --------------------------------------------------------------------------------------- logging
+def build_log_processor(cfg: Any, by_epoch: bool | None = None) -> Any:
+    """Build the LogProcessor (default ``dict(type='LogProcessor')``); when the config does not set
+    ``by_epoch``, it follows the train loop's (``by_epoch`` argument)."""
+    if cfg is not None and not isinstance(cfg, dict):
+        return cfg
+    cfg = _plain(cfg or {})
+    cfg.setdefault('type', 'LogProcessor')
+    if by_epoch is not None:
+        cfg.setdefault('by_epoch', by_epoch)
+    return LOG_PROCESSORS.build(cfg)
+
+
+def build_visualizer(cfg: Any, name: str, save_dir: str) -> Any:
+    """Build the run's Visualizer (default: ``Visualizer`` with a ``LocalVisBackend``), with ``name`` and
+    ``save_dir`` as defaults; a built visualizer is returned unchanged."""
+    if cfg is not None and not isinstance(cfg, dict):
+        return cfg
+    cfg = _plain(cfg or dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]))
+    cfg.setdefault('type', 'Visualizer')
+    cfg.setdefault('name', name)
+    cfg.setdefault('save_dir', save_dir)
+    return VISUALIZERS.build(cfg)

@@ -1,0 +1,477 @@
+"""The Runner: keeps the parts of a run together and drives training, validation and testing.
+
+It only orchestrates: building lives in ``builders.py``, the loops in ``loops.py``, process set-up in ``env.py``
+and checkpoint assembly in ``state.py``. Reference: MMEngine's ``Runner`` (same arguments and config keys).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import os.path as osp
+from typing import Any
+
+import torch
+from torch import nn
+
+from kiln.config import Config
+from kiln.dist import get_dist_info, is_main_process
+from kiln.logging import MessageHub, close_logger, get_logger
+from kiln.registry import RUNNERS, init_default_scope
+
+from . import builders as B
+from .checkpoint import _load_checkpoint, find_latest_checkpoint
+from .checkpoint import save_checkpoint as _save_checkpoint
+from .env import make_timestamp, set_random_seed, setup_env
+from .priority import get_priority
+from .startup import hooks_info, log_start
+from .state import apply_weights, build_checkpoint, restore_training_state
+
+__all__ = ['Runner']
+
+_DEFAULT_HOOKS = dict(runtime_info=dict(type='RuntimeInfoHook'), timer=dict(type='IterTimerHook'),
+                      sampler_seed=dict(type='DistSamplerSeedHook'), logger=dict(type='LoggerHook'),
+                      param_scheduler=dict(type='ParamSchedulerHook'),
+                      checkpoint=dict(type='CheckpointHook', interval=1))
+
+
+@RUNNERS.register_module()
+class Runner:
+    """Train, validate and test a model (MMEngine's ``Runner``, same keywords).
+
+    Every part may be given as a built object or as a config dict; heavy parts (model, dataloaders, optimizer,
+    schedulers, loops) are built on first use, so creating a Runner only sets up the work dir, logger, message
+    hub, visualizer and hooks. ``train()`` builds the model (``init_weights()`` once; skipped when resuming),
+    moves it to CUDA if available, wraps it in DDP when distributed, builds the train loop and its dataloader,
+    the optimizer wrapper (``auto_scale_lr`` applied), the schedulers (epoch-based ones with
+    ``convert_to_iter_based`` use ``len(train_dataloader)``), the val loop, calls ``before_run``, loads
+    ``load_from`` or resumes, runs the loop and calls ``after_run``. It may be called again: the next call
+    trains again from the current weights (fresh loop counters, optimizer and schedulers from their configs).
+
+    Args:
+        model: ``nn.Module`` (a kiln ``BaseModel``) or config for MODELS.
+        work_dir: output directory: checkpoints, ``last_checkpoint``, the dumped config, and
+            ``<timestamp>/<timestamp>.log`` + ``<timestamp>/vis_data/`` (``log_dir``).
+        train_dataloader / val_dataloader / test_dataloader: DataLoader or config (see
+            ``builders.build_dataloader``).
+        train_cfg: ``dict(by_epoch=True, max_epochs=12, val_begin=1, val_interval=1)`` or
+            ``dict(by_epoch=False, max_iters=..., val_interval=...)`` or ``dict(type=<loop>, ...)``.
+        val_cfg / test_cfg: ``dict()`` or ``dict(type=..., fp16=False)``.
+        auto_scale_lr: ``dict(enable=False, base_batch_size=16)``: linear LR scaling by the total batch size.
+        optim_wrapper: OptimWrapper or config, e.g. ``dict(optimizer=dict(type='SGD', lr=0.01))``.
+        param_scheduler: scheduler(s) or config(s).
+        val_evaluator / test_evaluator: Evaluator, metric config(s), or ``dict(type='Evaluator', metrics=...)``.
+        default_hooks: ``{name: cfg | Hook | None}`` merged over the defaults (runtime_info, timer, sampler_seed,
+            logger, param_scheduler, checkpoint); None disables a default hook; extra names are added.
+        custom_hooks: list of hook configs / hooks (``priority`` key optional, default NORMAL).
+        data_preprocessor: default ``data_preprocessor`` of a model config.
+        load_from: checkpoint whose weights are loaded before running.
+        resume: True: resume from ``work_dir/last_checkpoint`` (or from ``load_from`` when set, as MMEngine);
+            a path: resume from that file. Resuming restores weights, optimizer, schedulers, message hub, hook
+            states, RNG states and the loop position.
+        launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        env_cfg: ``dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend=
+            'nccl'))``.
+        log_processor: LogProcessor or config. log_level: ``'INFO'``, ``'DEBUG'``...
+        visualizer: Visualizer or config (default ``Visualizer`` with a ``LocalVisBackend``).
+        default_scope: registry scope, e.g. ``'kiln.det'`` (``kiln.registry.init_default_scope`` imports it).
+        randomness: ``dict(seed=None | int, diff_rank_seed=False, deterministic=False)``.
+        experiment_name: default ``<config name>_<timestamp>`` or ``<timestamp>``.
+        cfg: the full config (dumped to the work dir, logged and stored in checkpoints).
+
+    Raises:
+        RuntimeError: ``train()`` / ``val()`` / ``test()`` without the parts they need (the message says which).
+    """
+
+    def __init__(self, model: nn.Module | dict, work_dir: str, train_dataloader: Any = None,
+                 val_dataloader: Any = None, test_dataloader: Any = None, train_cfg: dict | None = None,
+                 val_cfg: dict | None = None, test_cfg: dict | None = None, auto_scale_lr: dict | None = None,
+                 optim_wrapper: Any = None, param_scheduler: Any = None, val_evaluator: Any = None,
+                 test_evaluator: Any = None, default_hooks: dict | None = None, custom_hooks: list | None = None,
+                 data_preprocessor: dict | None = None, load_from: str | None = None, resume: bool | str = False,
+                 launcher: str = 'none', env_cfg: dict = dict(dist_cfg=dict(backend='nccl')),
+                 log_processor: Any = None, log_level: str = 'INFO', visualizer: Any = None,
+                 default_scope: str | None = 'kiln', randomness: dict | None = dict(seed=None),
+                 experiment_name: str | None = None, cfg: Config | dict | None = None) -> None:
+        self._work_dir = osp.abspath(work_dir)
+        os.makedirs(self._work_dir, exist_ok=True)
+        self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg or {})))
+        self._model_src, self._model, self._data_preprocessor = model, None, data_preprocessor
+        self._inited_model: nn.Module | None = None
+        self._train_dataloader_src, self._train_cfg, self._train_loop = train_dataloader, train_cfg, None
+        self._val_dataloader_src, self._val_cfg, self._val_evaluator, self._val_loop = (
+            val_dataloader, val_cfg, val_evaluator, None)
+        self._test_dataloader_src, self._test_cfg, self._test_evaluator, self._test_loop = (
+            test_dataloader, test_cfg, test_evaluator, None)
+        self.optim_wrapper = optim_wrapper
+        self.param_schedulers = param_scheduler
+        self._auto_scale_lr = auto_scale_lr
+        self._load_from, self._resume, self._has_loaded, self._train_calls = load_from, resume, False, 0
+        self._launcher = launcher
+        self._randomness_cfg = dict(randomness or {})
+
+        init_default_scope(default_scope)
+        self._distributed = setup_env(env_cfg, launcher)
+        self._rank, self._world_size = get_dist_info()
+        self._seed = set_random_seed(**self._randomness_cfg)
+        self._timestamp = make_timestamp()
+        if experiment_name is None:
+            stem = osp.splitext(osp.basename(self.cfg.filename))[0] if self.cfg.filename else None
+            experiment_name = f'{stem}_{self._timestamp}' if stem else self._timestamp
+        self._experiment_name = experiment_name
+        self._log_dir = osp.join(self._work_dir, self._timestamp)
+        self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{self._timestamp}.log'),
+                                  log_level=log_level)
+        self.message_hub = MessageHub(name=experiment_name)
+        self.visualizer = B.build_visualizer(visualizer, experiment_name, osp.join(self._log_dir, 'vis_data'))
+        self.log_processor = B.build_log_processor(log_processor, by_epoch=_loop_by_epoch(train_cfg))
+        self._hooks: list[Any] = []
+        self.register_default_hooks(default_hooks)
+        self.register_custom_hooks(custom_hooks)
+        log_start(self)
+
+    @classmethod
+    def from_cfg(cls, cfg: Config | dict) -> Runner:
+        """Build a Runner from a full config (keys as the ``__init__`` arguments; ``model`` and ``work_dir``
+        are required).
+
+        Raises:
+            KeyError: ``model`` or ``work_dir`` missing.
+        """
+        for key in ('model', 'work_dir'):
+            if key not in cfg:
+                raise KeyError(f'Runner.from_cfg: the config has no {key!r} (set it in the config, or for '
+                               'work_dir pass --work-dir)')
+        get = cfg.get
+        return cls(model=cfg['model'], work_dir=cfg['work_dir'], train_dataloader=get('train_dataloader'),
+                   val_dataloader=get('val_dataloader'), test_dataloader=get('test_dataloader'),
+                   train_cfg=get('train_cfg'), val_cfg=get('val_cfg'), test_cfg=get('test_cfg'),
+                   auto_scale_lr=get('auto_scale_lr'), optim_wrapper=get('optim_wrapper'),
+                   param_scheduler=get('param_scheduler'), val_evaluator=get('val_evaluator'),
+                   test_evaluator=get('test_evaluator'), default_hooks=get('default_hooks'),
+                   custom_hooks=get('custom_hooks'), data_preprocessor=get('data_preprocessor'),
+                   load_from=get('load_from'), resume=get('resume', False), launcher=get('launcher', 'none'),
+                   env_cfg=get('env_cfg', dict(dist_cfg=dict(backend='nccl'))),
+                   log_processor=get('log_processor'), log_level=get('log_level', 'INFO'),
+                   visualizer=get('visualizer'), default_scope=get('default_scope', 'kiln'),
+                   randomness=get('randomness', dict(seed=None)), experiment_name=get('experiment_name'),
+                   cfg=cfg)
+
+    # ------------------------------------------------------------------------------------- properties
+    work_dir = property(lambda self: self._work_dir, doc='Absolute output directory.')
+    log_dir = property(lambda self: self._log_dir, doc='``work_dir/<timestamp>``: text log and vis_data.')
+    timestamp = property(lambda self: self._timestamp, doc='``YYYYmmdd_HHMMSS`` of this run.')
+    experiment_name = property(lambda self: self._experiment_name)
+    logger = property(lambda self: self._logger, doc="This runner's ``logging.Logger``.")
+    seed = property(lambda self: self._seed, doc='The random seed in use.')
+    launcher = property(lambda self: self._launcher)
+    distributed = property(lambda self: self._distributed)
+    rank = property(lambda self: self._rank)
+    world_size = property(lambda self: self._world_size)
+    hooks = property(lambda self: list(self._hooks), doc='Registered hooks in call (priority) order.')
+    epoch = property(lambda self: self._train_loop.epoch if self._train_loop is not None else 0,
+                     doc='Epochs completed (0 before training).')
+    iter = property(lambda self: self._train_loop.iter if self._train_loop is not None else 0,
+                    doc='Training iterations completed (0 before training).')
+    max_epochs = property(lambda self: self._train_loop.max_epochs if self._train_loop is not None else None)
+    max_iters = property(lambda self: self._train_loop.max_iters if self._train_loop is not None else None)
+
+    @property
+    def model(self) -> nn.Module:
+        """The model: built from its config on first access, moved to the device and wrapped (DDP)."""
+        if self._model is None:
+            self._model = self.wrap_model(self.cfg.get('model_wrapper_cfg'), self.build_model(self._model_src))
+        return self._model
+
+    @model.setter
+    def model(self, model: nn.Module) -> None:
+        self._model = model
+
+    @property
+    def optim_wrapper(self) -> Any:
+        """The optimizer wrapper (None until ``train()`` builds it from a config)."""
+        return self._optim_wrapper
+
+    @optim_wrapper.setter
+    def optim_wrapper(self, value: Any) -> None:
+        self._optim_wrapper_src = value
+        self._optim_wrapper = None if isinstance(value, dict) else value
+
+    @property
+    def param_schedulers(self) -> Any:
+        """The parameter schedulers (list, or dict of lists; None until ``train()`` builds them)."""
+        return self._param_schedulers
+
+    @param_schedulers.setter
+    def param_schedulers(self, value: Any) -> None:
+        self._param_scheduler_src = value
+        built = value is not None and not isinstance(value, dict) and not (
+            isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value))
+        self._param_schedulers = (list(value) if isinstance(value, (list, tuple)) else [value]) if built else None
+
+    @property
+    def train_loop(self) -> Any:
+        """The train loop (built with its dataloader on first access).
+
+        Raises:
+            RuntimeError: no ``train_dataloader`` or ``train_cfg``.
+        """
+        if self._train_loop is None:
+            if self._train_dataloader_src is None or self._train_cfg is None:
+                raise RuntimeError('training needs both train_dataloader and train_cfg (e.g. '
+                                   'train_cfg=dict(by_epoch=True, max_epochs=12))')
+            self._train_loop = B.build_train_loop(self._train_cfg, self, self._train_dataloader_src)
+        return self._train_loop
+
+    @property
+    def val_loop(self) -> Any:
+        """The val loop, or None when there is no ``val_dataloader``."""
+        if self._val_loop is None and self._val_dataloader_src is not None:
+            self._val_loop = B.build_eval_loop(self._val_cfg or {}, self, self._val_dataloader_src,
+                                               self._val_evaluator, 'ValLoop')
+        return self._val_loop
+
+    @property
+    def test_loop(self) -> Any:
+        """The test loop, or None when there is no ``test_dataloader``."""
+        if self._test_loop is None and self._test_dataloader_src is not None:
+            self._test_loop = B.build_eval_loop(self._test_cfg or {}, self, self._test_dataloader_src,
+                                                self._test_evaluator, 'TestLoop')
+        return self._test_loop
+
+    train_dataloader = property(lambda self: self.train_loop.dataloader)
+    val_dataloader = property(lambda self: _require(self.val_loop, 'val_dataloader').dataloader)
+    test_dataloader = property(lambda self: _require(self.test_loop, 'test_dataloader').dataloader)
+
+    # -------------------------------------------------------------------------------------- running
+    def train(self) -> nn.Module:
+        """Train (see the class docstring for the order of the steps); returns the model.
+
+        Raises:
+            RuntimeError: missing ``train_dataloader`` / ``train_cfg`` / ``optim_wrapper``.
+        """
+        if self._optim_wrapper_src is None:
+            raise RuntimeError('training needs an optim_wrapper (e.g. optim_wrapper=dict(optimizer=dict('
+                               "type='SGD', lr=0.01)))")
+        model = self.model
+        resume_from = None if self._has_loaded else self._resume_path()
+        if resume_from is None:
+            self._init_model_weights()
+        loop = self.train_loop
+        if self._train_calls:
+            loop.reset()
+        self._train_calls += 1
+        self._optim_wrapper = B.build_optim_wrapper(model, self._optim_wrapper_src)
+        batch_size = getattr(loop.dataloader, 'batch_size', None) or getattr(
+            getattr(loop.dataloader, 'batch_sampler', None), 'batch_size', 1)
+        B.scale_lr(self._optim_wrapper, self._auto_scale_lr, batch_size, self.world_size, self.logger)
+        self._param_schedulers = B.build_param_schedulers(
+            self._param_scheduler_src, self._optim_wrapper, _len(loop.dataloader), loop.max_epochs, loop.max_iters)
+        self.val_loop  # noqa: B018  (build it now so that configuration errors show before training)
+        self.call_hook('before_run')
+        if resume_from is not None:
+            self.resume(resume_from)
+        elif not self._has_loaded and self._load_from:
+            self.load_checkpoint(self._load_from)
+        self._optim_wrapper.initialize_count_status(B.unwrap_model(model), loop.iter, loop.max_iters)
+        model = loop.run()
+        self.call_hook('after_run')
+        return model
+
+    def val(self) -> dict:
+        """Run the val loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
+        return self._evaluate(_require(self.val_loop, 'val_dataloader and val_evaluator'))
+
+    def test(self) -> dict:
+        """Run the test loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
+        return self._evaluate(_require(self.test_loop, 'test_dataloader and test_evaluator'))
+
+    def _evaluate(self, loop: Any) -> dict:
+        self.model  # noqa: B018
+        self.call_hook('before_run')
+        path = None if self._has_loaded else (self._resume_path() or self._load_from)
+        if path:
+            self.load_checkpoint(path)
+            self._has_loaded = not self._resume  # a later train() still resumes fully
+        metrics = loop.run()
+        self.call_hook('after_run')
+        return metrics
+
+    def _resume_path(self) -> str | None:
+        if not self._resume:
+            return None
+        if isinstance(self._resume, str):
+            return self._resume
+        if self._load_from:
+            return self._load_from
+        path = find_latest_checkpoint(self._work_dir)
+        if path is None:
+            self.logger.warning(f'resume=True but {self._work_dir} has no last_checkpoint: training from scratch')
+        return path
+
+    def _init_model_weights(self) -> None:
+        model = B.unwrap_model(self.model)
+        if self._inited_model is model:
+            return
+        if hasattr(model, 'init_weights'):
+            model.init_weights()
+        self._inited_model = model
+
+    # ---------------------------------------------------------------------------------------- hooks
+    def call_hook(self, fn_name: str, **kwargs: Any) -> None:
+        """Call ``hook.<fn_name>(self, **kwargs)`` on every registered hook, in priority order."""
+        for hook in self._hooks:
+            method = getattr(hook, fn_name, None)
+            if method is not None:
+                method(self, **kwargs)
+
+    def register_hook(self, hook: Any, priority: int | str | None = None) -> None:
+        """Add a hook (object or config; ``priority`` overrides its own) after every registered hook of the same
+        or higher priority.
+
+        Raises:
+            KeyError / ValueError: invalid priority (see ``get_priority``).
+        """
+        hook = B.build_hook(hook, priority)
+        level = get_priority(hook.priority)
+        index = len(self._hooks)
+        while index > 0 and get_priority(self._hooks[index - 1].priority) > level:
+            index -= 1
+        self._hooks.insert(index, hook)
+
+    def register_default_hooks(self, hooks: dict | None = None) -> None:
+        """Register the default hooks, each replaced by ``hooks[name]`` when given (None removes it); other
+        names in ``hooks`` are registered too (e.g. ``visualization``)."""
+        merged = dict(_DEFAULT_HOOKS)
+        merged.update(hooks or {})
+        for hook in merged.values():
+            if hook is not None:
+                self.register_hook(hook)
+
+    def register_custom_hooks(self, hooks: list | None) -> None:
+        """Register each hook config / object of ``hooks``."""
+        for hook in hooks or []:
+            self.register_hook(hook)
+
+    def get_hooks_info(self) -> str:
+        """Which hook runs at which mount point, in call order (logged at start)."""
+        return hooks_info(self._hooks)
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, out_dir: str, filename: str, save_optimizer: bool = True,
+                        save_param_scheduler: bool = True, meta: dict | None = None) -> None:
+        """Write ``out_dir/filename`` (rank 0 only) after the ``before_save_checkpoint`` hooks; layout in
+        docs/architecture.md. ``meta`` adds keys to the checkpoint's meta."""
+        if not is_main_process():
+            return
+        checkpoint = build_checkpoint(self, save_optimizer, save_param_scheduler, meta)
+        self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
+        _save_checkpoint(checkpoint, osp.join(out_dir, filename))
+
+    def load_checkpoint(self, filename: str, map_location: Any = 'cpu', strict: bool = False,
+                        revise_keys: list[tuple[str, str]] = [(r'^module\.', '')]) -> dict:
+        """Load the weights of a checkpoint into the model (after the ``after_load_checkpoint`` hooks, which may
+        edit it); returns the checkpoint dict.
+
+        Raises:
+            FileNotFoundError / CheckpointError: unreadable file. RuntimeError: ``strict`` and keys differ.
+        """
+        checkpoint = _load_checkpoint(filename, map_location)
+        if not isinstance(checkpoint, dict):
+            raise TypeError(f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, expected a dict')
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        apply_weights(self.model, checkpoint, strict, revise_keys, self.logger)
+        self._has_loaded = True
+        self._inited_model = B.unwrap_model(self.model)  # loaded weights must not be re-initialised later
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
+
+    def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+               map_location: Any = 'cpu') -> None:
+        """Continue a training run from ``filename``: weights, optimizer, schedulers, message hub, hook states,
+        RNG states and the loop position (the next epoch / iteration). Call it after the optimizer wrapper and
+        schedulers are built (``train()`` does).
+
+        Raises:
+            KeyError: the file is not a training checkpoint (no ``meta``).
+        """
+        checkpoint = _load_checkpoint(filename, map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        seed = checkpoint.get('meta', {}).get('seed')
+        if seed is not None and seed != self._seed:
+            self.logger.warning(f'the checkpoint was trained with seed {seed}, this run has {self._seed}: '
+                                f'using {seed}')
+            self._reseed(seed)
+        apply_weights(self.model, checkpoint, logger=self.logger)
+        restore_training_state(self, checkpoint, resume_optimizer, resume_param_scheduler)
+        self._has_loaded = True
+        self._inited_model = B.unwrap_model(self.model)
+        self.logger.info(f'resumed from {filename} at epoch {self.epoch}, iter {self.iter}')
+
+    def _reseed(self, seed: int) -> None:
+        from kiln.hooks.sampler_seed_hook import get_sampler
+        old, self._randomness_cfg['seed'] = self._seed, seed
+        self._seed = set_random_seed(**self._randomness_cfg)
+        sampler = get_sampler(self._train_loop.dataloader) if self._train_loop is not None else None
+        if getattr(sampler, 'seed', None) == old:
+            sampler.seed = seed
+
+    # -------------------------------------------------------------------------- builders (MMEngine API)
+    @staticmethod
+    def build_dataloader(dataloader: Any, seed: int | None = None, diff_rank_seed: bool = False,
+                         name: str = 'dataloader') -> Any:
+        """See ``kiln.runner.builders.build_dataloader``."""
+        return B.build_dataloader(dataloader, seed, diff_rank_seed, name)
+
+    def build_model(self, model: Any) -> nn.Module:
+        """Build a model from a config (``data_preprocessor`` default applied) or return the module."""
+        return B.build_model(model, self._data_preprocessor)
+
+    def wrap_model(self, model_wrapper_cfg: dict | None, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device (CUDA if available, else CPU) and wrap it for distributed training."""
+        device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
+        return B.wrap_model(model.to(device), self._distributed, model_wrapper_cfg)
+
+    def build_evaluator(self, evaluator: Any) -> Any:
+        """See ``kiln.runner.builders.build_evaluator``."""
+        return B.build_evaluator(evaluator)
+
+    def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
+        """Build an optimizer wrapper for ``self.model``."""
+        return B.build_optim_wrapper(self.model, optim_wrapper)
+
+    def build_param_scheduler(self, scheduler: Any) -> Any:
+        """Build schedulers for ``self.optim_wrapper`` (which must be built)."""
+        loop = self.train_loop
+        return B.build_param_schedulers(scheduler, self.optim_wrapper, _len(loop.dataloader), loop.max_epochs,
+                                        loop.max_iters)
+
+    def close(self) -> None:
+        """Close the log file and the visualizer backends (the Runner is unusable afterwards)."""
+        self.visualizer.close()
+        close_logger(self._logger)
+
+
+def _require(loop: Any, what: str) -> Any:
+    if loop is None:
+        raise RuntimeError(f'this needs {what}; the runner was built without it')
+    return loop
+
+
+def _len(dataloader: Any) -> int | None:
+    try:
+        return len(dataloader)
+    except TypeError:
+        return None
+
+
+def _loop_by_epoch(train_cfg: Any) -> bool | None:
+    if not isinstance(train_cfg, dict):
+        return None
+    if 'by_epoch' in train_cfg:
+        return bool(train_cfg['by_epoch'])
+    loop_type = train_cfg.get('type')
+    if isinstance(loop_type, str):
+        return 'Iter' not in loop_type
+    if 'max_iters' in train_cfg and 'max_epochs' not in train_cfg:
+        return False
+    return None

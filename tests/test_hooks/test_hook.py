@@ -1,0 +1,50 @@
+from types import SimpleNamespace
+
+from kiln.hooks import CheckpointHook, Hook, IterTimerHook, LoggerHook
+
+
+def _runner(epoch=0, it=0, max_epochs=3, max_iters=30):
+    return SimpleNamespace(epoch=epoch, iter=it, max_epochs=max_epochs, max_iters=max_iters)
+
+
+def test_every_n_epochs_and_iters():
+    hook = Hook()
+    assert [e for e in range(6) if hook.every_n_epochs(_runner(epoch=e), 2)] == [1, 3, 5]  # epochs 2, 4, 6
+    assert [e for e in range(6) if hook.every_n_epochs(_runner(epoch=e), 2, start=3)] == [2, 4]  # 3, 5
+    assert not hook.every_n_epochs(_runner(epoch=3), 0)
+    assert [i for i in range(10) if hook.every_n_train_iters(_runner(it=i), 4)] == [3, 7]
+    assert [i for i in range(10) if hook.every_n_inner_iters(i, 3)] == [2, 5, 8]
+    assert not hook.every_n_inner_iters(2, -1)
+
+
+def test_end_and_last_helpers():
+    hook = Hook()
+    assert hook.end_of_epoch(range(5), 4) and not hook.end_of_epoch(range(5), 3)
+    assert hook.is_last_train_epoch(_runner(epoch=2)) and not hook.is_last_train_epoch(_runner(epoch=1))
+    assert hook.is_last_train_iter(_runner(it=29)) and not hook.is_last_train_iter(_runner(it=28))
+
+
+def test_generic_mount_points_forward_with_mode():
+    seen = []
+
+    class Generic(Hook):
+        def _before_epoch(self, runner, mode='train'):
+            seen.append(('epoch', mode))
+
+        def _after_iter(self, runner, batch_idx, data_batch=None, outputs=None, mode='train'):
+            seen.append(('iter', mode, batch_idx, outputs))
+
+    hook = Generic()
+    hook.before_val_epoch(None)
+    hook.after_test_iter(None, batch_idx=3, outputs='out')
+    hook.after_train_iter(None, 1)
+    assert seen == [('epoch', 'val'), ('iter', 'test', 3, 'out'), ('iter', 'train', 1, None)]
+    assert 'before_train_epoch' in hook.get_triggered_stages() and 'after_val_iter' in hook.get_triggered_stages()
+    assert 'before_run' not in hook.get_triggered_stages()
+
+
+def test_defaults():
+    assert Hook().priority == 'NORMAL' and Hook().state_dict() == {}
+    assert Hook().get_triggered_stages() == []
+    assert LoggerHook.priority == 'BELOW_NORMAL' and CheckpointHook.priority == 'VERY_LOW'
+    assert IterTimerHook().get_triggered_stages()[:2] == ['before_train', 'before_train_epoch']
