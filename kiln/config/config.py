@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-from .config_dict import ConfigDict
+from .config_dict import ConfigDict, set_key_path
 from .custom_imports import import_custom_modules as _import_custom_modules
 from .loader import SUPPORTED_EXTENSIONS, load_file, load_text
 from .merge import set_by_path, strip_delete_keys
@@ -54,7 +54,7 @@ class Config:
             if filename is not None and os.path.isfile(filename):
                 with open(filename, encoding='utf-8') as f:
                     cfg_text = f.read()
-        object.__setattr__(self, '_cfg_dict', ConfigDict(cfg_dict))
+        object.__setattr__(self, '_cfg_dict', set_key_path(ConfigDict(cfg_dict), ''))
         object.__setattr__(self, '_filename', filename)
         object.__setattr__(self, '_text', cfg_text)
 
@@ -62,40 +62,49 @@ class Config:
     @classmethod
     def fromfile(cls, filename: str | os.PathLike, use_predefined_variables: bool = True,
                  import_custom_modules: bool = True, lazy_import: bool | None = None) -> 'Config':
-        """Load a ``.py``, ``.json``, ``.yaml`` or ``.yml`` config with its ``_base_`` chain.
+        """Load a ``.py``, ``.json``, ``.yaml`` or ``.yml`` config with its bases.
+
+        Bases are named by ``_base_ = [...]`` (paths relative to the file, or
+        ``'package::path/to/config.py'`` for configs shipped by an installed package; ``mmdet::``
+        means kiln's own configs), or, in pure-Python configs, imported inside
+        ``with read_base():``.
 
         Args:
             filename: path of the config file.
             use_predefined_variables: substitute ``{{fileDirname}}``, ``{{fileBasename}}``,
                 ``{{fileBasenameNoExtension}}`` and ``{{fileExtname}}``.
             import_custom_modules: import the modules listed in ``custom_imports``.
-            lazy_import: MMEngine's pure-Python (``read_base``) style; only ``None``/``False`` are
-                supported.
+            lazy_import: for ``.py`` files, ``True`` binds imports of non-standard-library modules
+                to :class:`~kiln.config.LazyObject` (imported when built), ``False`` imports them
+                while reading, ``None`` decides per file like MMEngine (lazy when the file has no
+                ``_base_ =`` and uses ``read_base()``, a relative import or a non-standard-library
+                import).
 
         Raises:
             FileNotFoundError: missing file or base file (names the including file).
+            ModuleNotFoundError: a ``package::`` base names a package that is not installed.
             SyntaxError: unparsable file (names the file and line).
             ValueError: unsupported extension or circular inheritance.
             KeyError: unresolvable ``{{_base_.x}}`` or unset environment variable without default.
-            ImportError: a ``custom_imports`` module failed to import.
-            NotImplementedError: ``lazy_import=True``, ``with read_base():`` or ``pkg::`` bases.
+            ImportError: a ``custom_imports`` module failed to import; a bad import inside
+                ``read_base()``.
         """
-        if lazy_import:
-            raise NotImplementedError('lazy_import=True (pure-Python configs) is not supported yet')
         filename = os.fspath(filename)
-        cfg_dict, text = load_file(filename, use_predefined_variables)
+        cfg_dict, text = load_file(filename, use_predefined_variables, lazy_import)
         if import_custom_modules and cfg_dict.get('custom_imports'):
             _import_custom_modules(cfg_dict['custom_imports'], filename)
         return cls(cfg_dict, filename=filename, cfg_text=text)
 
     @classmethod
-    def fromstring(cls, cfg_str: str, file_format: str) -> 'Config':
+    def fromstring(cls, cfg_str: str, file_format: str,
+                   lazy_import: bool | None = None) -> 'Config':
         """Load config source text (e.g. the ``meta.cfg`` text stored in a checkpoint).
 
-        ``file_format`` is one of ``.py``, ``.json``, ``.yaml``, ``.yml``; ``_base_`` paths are
-        relative to the current directory. Errors name the file as ``<string>``.
+        ``file_format`` is one of ``.py``, ``.json``, ``.yaml``, ``.yml``; base paths are
+        relative to the current directory; ``lazy_import`` as in :meth:`fromfile`. Errors name the
+        file as ``<string>``.
         """
-        cfg_dict = load_text(cfg_str, file_format)
+        cfg_dict = load_text(cfg_str, file_format, lazy_import=lazy_import)
         if cfg_dict.get('custom_imports'):
             _import_custom_modules(cfg_dict['custom_imports'], '<string>')
         return cls(cfg_dict, cfg_text=cfg_str)
@@ -152,6 +161,31 @@ class Config:
             return json.dumps(data, indent=2)
         import yaml
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+    @staticmethod
+    def diff(cfg1: 'Config | Mapping | str | os.PathLike', cfg2: 'Config | Mapping | str | os.PathLike',
+             context: int = 3) -> str:
+        """Unified diff (``difflib``) of the :attr:`pretty_text` of two configs.
+
+        Args:
+            cfg1, cfg2: Configs, dicts, or paths of config files (loaded with :meth:`fromfile`).
+            context: lines of context around each change.
+
+        Returns:
+            The diff text, with ``---``/``+++`` lines naming the files (``<cfg1>``/``<cfg2>`` when
+            a config has no file), ``-`` lines only in ``cfg1`` and ``+`` lines only in ``cfg2``;
+            ``''`` when both render the same.
+        """
+        import difflib
+        texts, names = [], []
+        for i, cfg in enumerate((cfg1, cfg2), 1):
+            if isinstance(cfg, (str, os.PathLike)):
+                cfg = Config.fromfile(cfg)
+            elif not isinstance(cfg, Config):
+                cfg = Config(cfg)
+            texts.append(cfg.pretty_text.splitlines(keepends=True))
+            names.append(cfg.filename or f'<cfg{i}>')
+        return ''.join(difflib.unified_diff(texts[0], texts[1], names[0], names[1], n=context))
 
     def merge_from_dict(self, options: dict, allow_list_keys: bool = True) -> None:
         """Merge ``{'a.b.c': value}`` overrides (e.g. from ``--cfg-options``) into the config.
@@ -217,7 +251,7 @@ class Config:
     def __deepcopy__(self, memo: dict) -> 'Config':
         new = type(self).__new__(type(self))
         memo[id(self)] = new
-        object.__setattr__(new, '_cfg_dict', copy.deepcopy(self._cfg_dict, memo))
+        object.__setattr__(new, '_cfg_dict', set_key_path(copy.deepcopy(self._cfg_dict, memo), ''))
         object.__setattr__(new, '_filename', self._filename)
         object.__setattr__(new, '_text', self._text)
         return new
@@ -231,6 +265,6 @@ class Config:
 
     def __setstate__(self, state: tuple) -> None:
         cfg_dict, filename, text = state
-        object.__setattr__(self, '_cfg_dict', cfg_dict)
+        object.__setattr__(self, '_cfg_dict', set_key_path(cfg_dict, ''))
         object.__setattr__(self, '_filename', filename)
         object.__setattr__(self, '_text', text)

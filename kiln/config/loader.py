@@ -1,14 +1,16 @@
-"""Read config files (.py / .json / .yaml / .yml) into ConfigDicts, resolving ``_base_`` inheritance.
+"""Read config files (.py / .json / .yaml / .yml) into ConfigDicts, resolving inheritance.
 
 Steps for one file: read the text; substitute the predefined variables (``{{fileDirname}}`` ...) and
 environment variables (``{{$NAME:default}}``); turn ``{{_base_.a.b}}`` references into something
-the format's parser accepts; parse; load and merge the base files (paths relative to this file);
-resolve the references; merge this file's keys into the merged bases.
+the format's parser accepts; parse; load and merge the base files (paths relative to this file, or
+``package::path``); resolve the references; merge this file's keys into the merged bases.
 
 A .py config is compiled from source (no AST round trip: that is most of the loading time) and
 executed with a namespace hook: the assignment ``_base_ = [...]`` loads the bases at that point and
 binds ``_base_`` to a read-only view of them, so later lines can use ``_base_.model`` and
-``{{_base_.model}}`` (rewritten to ``_base_.model`` before compiling).
+``{{_base_.model}}`` (rewritten to ``_base_.model`` before compiling). A .py config that imports
+anything also gets its own ``__import__`` (:class:`~kiln.config.pure_python.ConfigImporter`):
+``with read_base():`` imports base configs, and in the pure-Python style other imports are lazy.
 """
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ import types
 from typing import Any, Callable
 
 from .config_dict import ConfigDict
+from .lazy import LazyObject
 from .merge import DELETE_KEY, merge_into, strip_delete_keys
+from .package_configs import resolve_package_base
+from .pure_python import ConfigImporter, analyze_imports
 
 __all__ = ['SUPPORTED_EXTENSIONS', 'BASE_KEY', 'load_file', 'load_text']
 
@@ -35,11 +40,21 @@ _PREDEFINED_RE = re.compile(
 _ENV_RE = re.compile(r'\{\{\s*([\'"]?)\$(\w+)(?::(.*?))?\1\s*\}\}')
 # {{_base_.a.b.0}}, optionally quoted as a whole
 _BASE_REF_RE = re.compile(r'([\'"]?)\{\{\s*_base_\.([\w.]+?)\s*\}\}\1')
-_FILTERED_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+_FILTERED_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                   type)
 
 
-def load_file(filename: str, use_predefined_variables: bool = True) -> tuple[ConfigDict, str]:
-    """Load a config file and its ``_base_`` chain.
+def load_file(filename: str, use_predefined_variables: bool = True,
+              lazy_import: bool | None = None) -> tuple[ConfigDict, str]:
+    """Load a config file and its bases.
+
+    Args:
+        filename: the config file.
+        use_predefined_variables: substitute ``{{fileDirname}}`` & co.
+        lazy_import: ``.py`` files: bind imports of non-standard-library modules to
+            :class:`LazyObject` (``True``), import them (``False``), or decide per file by
+            MMEngine's rule (``None``: lazy when the file has no ``_base_ =`` and uses
+            ``read_base()``, a relative import or a non-standard-library import).
 
     Returns:
         ``(cfg_dict, text)``: the merged config and the source text of every file read (bases first),
@@ -47,26 +62,28 @@ def load_file(filename: str, use_predefined_variables: bool = True) -> tuple[Con
 
     Raises:
         FileNotFoundError: the file (or a base file; then the including file is named) is missing.
-        ValueError: unsupported extension, or circular ``_base_`` inheritance.
+        ValueError: unsupported extension, or circular inheritance.
         SyntaxError: the file cannot be parsed (names the file and line).
     """
     path = os.path.abspath(os.path.expanduser(filename))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'config file not found: {filename!r} (resolved to {path})')
-    texts: list[tuple[str, str]] = []
-    cfg = _load(path, (), texts, use_predefined_variables)
-    if any(DELETE_KEY in t for _, t in texts):
+    loader = _Loader(use_predefined_variables, lazy_import)
+    cfg = loader.load(path, ())
+    if any(DELETE_KEY in t for _, t in loader.texts):
         strip_delete_keys(cfg)
-    return cfg, '\n'.join(f'# {p}\n{t}' for p, t in texts)
+    return cfg, '\n'.join(f'# {p}\n{t}' for p, t in loader.texts)
 
 
-def load_text(text: str, file_format: str, use_predefined_variables: bool = True) -> ConfigDict:
+def load_text(text: str, file_format: str, use_predefined_variables: bool = True,
+              lazy_import: bool | None = None) -> ConfigDict:
     """Load config source ``text`` of ``file_format`` ('.py', '.json', '.yaml', '.yml'; the dot is
-    optional). ``_base_`` paths are resolved relative to the current directory."""
+    optional). Bases are resolved relative to the current directory. See :func:`load_file`."""
     ext = file_format if file_format.startswith('.') else f'.{file_format}'
     _check_extension(ext, '<string>')
     virtual = os.path.join(os.getcwd(), f'<string>{ext}')
-    cfg = _load_source(text, virtual, ext, '<string>', (), [], use_predefined_variables)
+    loader = _Loader(use_predefined_variables, lazy_import)
+    cfg = loader.load_source(text, virtual, ext, '<string>', ())
     return strip_delete_keys(cfg)
 
 
@@ -75,29 +92,6 @@ def _check_extension(ext: str, display: str) -> None:
     if ext.lower() not in SUPPORTED_EXTENSIONS:
         raise ValueError(f'{display}: unsupported config format {ext!r}; expected one of '
                          f'{", ".join(SUPPORTED_EXTENSIONS)}')
-
-
-def _load(path: str, stack: tuple[str, ...], texts: list, use_predefined: bool) -> ConfigDict:
-    if path in stack:
-        chain = ' -> '.join(stack + (path,))
-        raise ValueError(f'circular _base_ inheritance: {chain}')
-    ext = os.path.splitext(path)[1]
-    _check_extension(ext, path)
-    with open(path, encoding='utf-8') as f:
-        raw = f.read()
-    return _load_source(raw, path, ext.lower(), path, stack + (path,), texts, use_predefined)
-
-
-def _load_source(raw: str, path: str, ext: str, display: str, stack: tuple[str, ...],
-                 texts: list, use_predefined: bool) -> ConfigDict:
-    text = _substitute_predefined(raw, path) if use_predefined else raw
-    text = _substitute_env(text, display)
-    if ext == '.py':
-        cfg = _load_python(text, path, display, stack, texts, use_predefined)
-    else:
-        cfg = _load_data(text, path, ext, display, stack, texts, use_predefined)
-    texts.append((display, raw))
-    return cfg
 
 
 def _substitute_predefined(text: str, path: str) -> str:
@@ -119,36 +113,15 @@ def _substitute_env(text: str, display: str) -> str:
     return _ENV_RE.sub(repl, text)
 
 
-# bases -------------------------------------------------------------------------------------------
-def _load_bases(bases: Any, path: str, display: str, stack: tuple[str, ...], texts: list,
-                use_predefined: bool) -> ConfigDict:
-    if bases is None:
-        return ConfigDict()
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
-        raise TypeError(f'{display}: {BASE_KEY} must be a path or a list of paths, got {bases!r}')
-    merged = ConfigDict()
-    for base in bases:
-        if '::' in base:
-            raise NotImplementedError(
-                f'{display}: package-relative base {base!r} (pkg::path) is not supported; '
-                'use a path relative to this file')
-        base_path = os.path.normpath(
-            os.path.join(os.path.dirname(path), os.path.expanduser(base)))
-        if not os.path.isfile(base_path):
-            raise FileNotFoundError(
-                f'{display}: base config {base!r} not found (looked for {base_path})')
-        merge_into(_load(base_path, stack, texts, use_predefined), merged, where=base_path)
-    return merged
-
-
 def _lookup(cfg: Any, dotted: str, display: str) -> Any:
     node = cfg
     done = BASE_KEY
     for part in dotted.split('.'):
         try:
-            node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+            if isinstance(node, (list, tuple)):
+                node = node[int(part)]
+            else:
+                node = dict.__getitem__(node, part)
         except (KeyError, IndexError, ValueError, TypeError):
             raise KeyError(f'{display}: {{{{_base_.{dotted}}}}} cannot be resolved: '
                            f'{done}.{part} is not defined in the base files') from None
@@ -180,27 +153,13 @@ class _BaseVars:
         raise AttributeError(f'{self._display}: _base_ is read-only; assign to a new variable')
 
     def __repr__(self) -> str:
-        return f'_base_({dict(self._cfg)!r})'
+        return f'_base_({dict(dict.items(self._cfg))!r})'
 
 
 # python ------------------------------------------------------------------------------------------
 def _base_ref_to_expr(m: re.Match) -> str:
     return BASE_KEY + ''.join(f'[{p}]' if p.isdigit() else f'.{p}'
                               for p in m.group(2).split('.'))
-
-
-def _check_read_base(text: str, display: str) -> None:
-    """Reject MMEngine's pure-Python style (`with read_base():`), which is not supported yet."""
-    if 'read_base' not in text:
-        return
-    for node in ast.parse(text, filename=display).body:
-        if isinstance(node, ast.With) and any(
-                isinstance(item.context_expr, ast.Call)
-                and getattr(item.context_expr.func, 'id', None) == 'read_base'
-                for item in node.items):
-            raise NotImplementedError(
-                f'{display}, line {node.lineno}: pure-Python configs (`with read_base():`) are not '
-                f'supported yet; use {BASE_KEY} = [...]')
 
 
 class _Namespace:
@@ -232,34 +191,6 @@ class _Namespace:
             self.base_cfg = self._load_bases(value, line)
             value = _BaseVars(self.base_cfg, self._display)
         self.globals[key] = value
-
-
-def _load_python(text: str, path: str, display: str, stack: tuple[str, ...], texts: list,
-                 use_predefined: bool) -> ConfigDict:
-    text = _BASE_REF_RE.sub(_base_ref_to_expr, text)
-    try:
-        code = compile(text, display, 'exec')
-    except SyntaxError as e:
-        raise SyntaxError(f'invalid Python syntax in config file {display}, line {e.lineno}: '
-                          f'{e.msg}', (display, e.lineno, e.offset, e.text)) from None
-    _check_read_base(text, display)
-
-    def load_bases(bases: Any, line: int) -> ConfigDict:
-        return _load_bases(bases, path, f'{display}, line {line}', stack, texts, use_predefined)
-
-    namespace: dict[str, Any] = {BASE_KEY: _BaseVars(ConfigDict(), display), '__file__': path,
-                                 '__name__': '__kiln_config__', '__builtins__': builtins}
-    local = _Namespace(namespace, load_bases, display)
-    try:
-        exec(code, namespace, local)  # type: ignore[arg-type]
-    except Exception as e:
-        e.add_note(f'(while executing config file {display})')
-        raise
-    own = ConfigDict({k: v for k, v in namespace.items()
-                      if not k.startswith('__') and k != BASE_KEY
-                      and not isinstance(v, _FILTERED_TYPES)})
-    return merge_into(own, local.base_cfg if local.base_cfg is not None else ConfigDict(),
-                      where=display)
 
 
 # json / yaml -------------------------------------------------------------------------------------
@@ -313,16 +244,122 @@ def _parse_data(text: str, ext: str, display: str) -> Any:
                           (display, line, mark.column + 1 if mark else None, None)) from None
 
 
-def _load_data(text: str, path: str, ext: str, display: str, stack: tuple[str, ...], texts: list,
-               use_predefined: bool) -> ConfigDict:
-    text, tokens = _tokenize_base_refs(text, ext)
-    data = _parse_data(text, ext, display)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise TypeError(f'{display}: a config file must hold a mapping at top level, '
-                        f'got {type(data).__name__}')
-    base_cfg = _load_bases(data.pop(BASE_KEY, None), path, display, stack, texts, use_predefined)
-    if tokens:
-        data = _resolve_tokens(data, tokens, base_cfg, display)
-    return merge_into(ConfigDict(data), base_cfg, where=display)
+
+
+# python helpers ---------------------------------------------------------------------------------
+def _is_import_value(value: Any) -> bool:
+    return type(value) is LazyObject or isinstance(value, _FILTERED_TYPES)
+
+
+def _compile(text: str, display: str) -> types.CodeType:
+    try:
+        return compile(text, display, 'exec')
+    except SyntaxError as e:
+        raise SyntaxError(f'invalid Python syntax in config file {display}, line {e.lineno}: '
+                          f'{e.msg}', (display, e.lineno, e.offset, e.text)) from None
+
+
+# the loader ---------------------------------------------------------------------------------------
+class _Loader:
+    """State of one ``load_file``/``load_text`` call: options, the texts read, and, per ``.py``
+    file, the names its import statements bound (exported to ``from base import *``)."""
+
+    def __init__(self, use_predefined: bool, lazy_import: bool | None) -> None:
+        self.use_predefined = use_predefined
+        self.lazy_import = lazy_import
+        self.texts: list[tuple[str, str]] = []
+        self.imports: dict[str, dict[str, Any]] = {}
+
+    def load(self, path: str, stack: tuple[str, ...]) -> ConfigDict:
+        if path in stack:
+            chain = ' -> '.join(stack + (path,))
+            raise ValueError(f'circular _base_ inheritance: {chain}')
+        ext = os.path.splitext(path)[1]
+        _check_extension(ext, path)
+        with open(path, encoding='utf-8') as f:
+            raw = f.read()
+        return self.load_source(raw, path, ext.lower(), path, stack + (path,))
+
+    def load_source(self, raw: str, path: str, ext: str, display: str,
+                    stack: tuple[str, ...]) -> ConfigDict:
+        text = _substitute_predefined(raw, path) if self.use_predefined else raw
+        text = _substitute_env(text, display)
+        if ext == '.py':
+            cfg = self._load_python(text, path, display, stack)
+        else:
+            cfg = self._load_data(text, path, ext, display, stack)
+        self.texts.append((display, raw))
+        return cfg
+
+    def load_bases(self, bases: Any, path: str, display: str,
+                   stack: tuple[str, ...]) -> ConfigDict:
+        if bases is None:
+            return ConfigDict()
+        if isinstance(bases, str):
+            bases = [bases]
+        if not isinstance(bases, (list, tuple)) or not all(isinstance(b, str) for b in bases):
+            raise TypeError(f'{display}: {BASE_KEY} must be a path or a list of paths, '
+                            f'got {bases!r}')
+        merged = ConfigDict()
+        for base in bases:
+            if '::' in base:
+                base_path = resolve_package_base(base, display)
+            else:
+                base_path = os.path.normpath(
+                    os.path.join(os.path.dirname(path), os.path.expanduser(base)))
+                if not os.path.isfile(base_path):
+                    raise FileNotFoundError(
+                        f'{display}: base config {base!r} not found (looked for {base_path})')
+            merge_into(self.load(base_path, stack), merged, where=base_path)
+        return merged
+
+    def _load_python(self, text: str, path: str, display: str,
+                     stack: tuple[str, ...]) -> ConfigDict:
+        text = _BASE_REF_RE.sub(_base_ref_to_expr, text)
+        code = _compile(text, display)
+
+        def load_bases(bases: Any, line: int) -> ConfigDict:
+            return self.load_bases(bases, path, f'{display}, line {line}', stack)
+
+        namespace: dict[str, Any] = {BASE_KEY: _BaseVars(ConfigDict(), display), '__file__': path,
+                                     '__name__': '__kiln_config__', '__builtins__': builtins}
+        bound: set[str] = set()
+        importer = None
+        if 'import' in text:
+            bound, auto_lazy = analyze_imports(ast.parse(text, display))
+            lazy = auto_lazy if self.lazy_import is None else bool(self.lazy_import)
+
+            def load_base_module(base_path: str) -> tuple[ConfigDict, dict]:
+                return self.load(base_path, stack), self.imports.get(base_path, {})
+            importer = ConfigImporter(path, display, lazy, load_base_module)
+            namespace['__builtins__'] = importer.builtins()
+        local = _Namespace(namespace, load_bases, display)
+        try:
+            exec(code, namespace, local)  # type: ignore[arg-type]
+        except Exception as e:
+            e.add_note(f'(while executing config file {display})')
+            raise
+        if importer is not None:
+            bound |= importer.from_bases
+        imported = {k: namespace[k] for k in bound
+                    if k in namespace and _is_import_value(namespace[k])}
+        self.imports[path] = imported
+        own = ConfigDict({k: v for k, v in namespace.items()
+                          if not k.startswith('__') and k != BASE_KEY and k not in imported
+                          and not isinstance(v, _FILTERED_TYPES)})
+        return merge_into(own, local.base_cfg if local.base_cfg is not None else ConfigDict(),
+                          where=display)
+
+    def _load_data(self, text: str, path: str, ext: str, display: str,
+                   stack: tuple[str, ...]) -> ConfigDict:
+        text, tokens = _tokenize_base_refs(text, ext)
+        data = _parse_data(text, ext, display)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise TypeError(f'{display}: a config file must hold a mapping at top level, '
+                            f'got {type(data).__name__}')
+        base_cfg = self.load_bases(data.pop(BASE_KEY, None), path, display, stack)
+        if tokens:
+            data = _resolve_tokens(data, tokens, base_cfg, display)
+        return merge_into(ConfigDict(data), base_cfg, where=display)

@@ -31,7 +31,7 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
     for key, value in child.items():
         key_path = f'{path}.{key}' if path else str(key)
         if isinstance(value, dict) and key in base and not value.pop(DELETE_KEY, False):
-            current = base[key]
+            current = dict.__getitem__(base, key)
             if isinstance(current, dict):
                 merge_into(value, current, where=where, path=key_path)
                 continue
@@ -93,7 +93,7 @@ def set_by_path(cfg: dict, dotted_key: str, value: Any, *, allow_list_keys: bool
         last = i == len(parts) - 1
         if isinstance(node, dict):
             if last:
-                current = node.get(part)
+                current = dict.get(node, part)
                 if isinstance(value, dict) and isinstance(current, dict) \
                         and not value.pop(DELETE_KEY, False):
                     merge_into(value, current, where='merge_from_dict', path=dotted_key)
@@ -102,7 +102,7 @@ def set_by_path(cfg: dict, dotted_key: str, value: Any, *, allow_list_keys: bool
                 return
             if part not in node:
                 node[part] = ConfigDict()
-            node = node[part]
+            node = dict.__getitem__(node, part)
         elif isinstance(node, (list, tuple)):
             index = _index(part, node, done, dotted_key, allow_list_keys)
             if last:

@@ -8,6 +8,9 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from kiln.config.lazy import OPENMMLAB_MODULES, LazyObject
+
+from .build_context import BuildFrame, Location, building, locate
 from .default_scope import scope_to_module
 
 if TYPE_CHECKING:
@@ -100,6 +103,35 @@ def _import_scope(scope: str) -> None:
         importlib.import_module(module)
 
 
+def _resolve_lazy_type(lazy: LazyObject, registry: 'Registry', where: str) -> Any:
+    """The class/function a lazily imported ``type`` names. An OpenMMLab path whose package is not
+    installed (``mmdet.models.RetinaNet``) is looked up by name in ``registry`` first."""
+    top = lazy._module.partition('.')[0]
+    if top in OPENMMLAB_MODULES and importlib.util.find_spec(top) is None:
+        if top != 'mmengine':
+            _import_scope('mmdet')
+        obj = registry.get((lazy._attr or '').rpartition('.')[2]) if lazy._attr else None
+        if obj is not None:
+            return obj
+    try:
+        return lazy.build()
+    except ImportError as e:
+        raise ImportError(f'{where}cannot build the lazily imported type {lazy._path!r} from the '
+                          f'{registry.name!r} registry: {e}') from e
+
+
+def _resolve_lazy_args(args: dict, where: str) -> None:
+    """Import lazily imported argument values (also list/tuple items), in place."""
+    for key, value in args.items():
+        try:
+            if type(value) is LazyObject:
+                args[key] = value.build()
+            elif type(value) in (list, tuple) and any(type(v) is LazyObject for v in value):
+                args[key] = type(value)(v.build() if type(v) is LazyObject else v for v in value)
+        except ImportError as e:
+            raise ImportError(f'{where}argument {key!r}: {e}') from e
+
+
 def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | None = None) -> Any:
     """Build an object from a config dict: look up ``cfg['type']`` and call it with the other keys.
 
@@ -120,7 +152,16 @@ def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | N
             argument(s) and the accepted parameters).
         KeyError: no ``type`` key, or ``type`` is not registered (the message names the registry,
             the scopes searched and the closest registered names).
+        ImportError: a lazily imported ``type`` or argument (pure-Python config) cannot be
+            imported.
         Exception: errors raised inside the constructor propagate with a note naming the type.
+
+    Every message starts with the config key path of ``cfg`` when it is known
+    (``model.bbox_head.loss_cls: ...``): from the path a :class:`~kiln.config.Config` attaches to
+    the dicts read from it, and, for builds nested in a constructor (a detector building its head
+    from its ``bbox_head`` argument), from the argument of the enclosing build that ``cfg`` is
+    (see :mod:`kiln.registry.build_context`). ``type`` may be a :class:`~kiln.config.LazyObject`;
+    lazy argument values are imported before the call.
     """
     if not isinstance(cfg, Mapping):
         raise TypeError(f"build_from_cfg: cfg must be a dict with a 'type' key, got "
@@ -130,11 +171,13 @@ def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | N
                         f'{type(default_args).__name__}')
     if not hasattr(registry, 'get') or not hasattr(registry, 'searched_names'):
         raise TypeError(f'build_from_cfg: registry must be a Registry, got {registry!r:.100}')
-    args = dict(cfg)
+    location = locate(cfg)
+    where = location.describe()
+    args = dict(dict.items(cfg)) if isinstance(cfg, dict) else dict(cfg)  # lazy values kept
     for key, value in (default_args or {}).items():
         args.setdefault(key, value)
     if 'type' not in args:
-        raise KeyError(f"cannot build from the {registry.name!r} registry: the config has no "
+        raise KeyError(f"{where}cannot build from the {registry.name!r} registry: the config has no "
                        f"'type' key (keys: {', '.join(map(repr, args)) or 'none'}); 'type' must "
                        'be a registered name or a class/function')
     obj_type = args.pop('type')
@@ -147,23 +190,34 @@ def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | N
         if obj_cls is None:
             obj_cls = registry.get(obj_type)
         if obj_cls is None:
-            raise KeyError(_not_found_message(obj_type, registry, scope))
+            raise KeyError(where + _not_found_message(obj_type, registry, scope))
         type_name = obj_type
+    elif type(obj_type) is LazyObject:
+        obj_cls, type_name = _resolve_lazy_type(obj_type, registry, where), obj_type._path
     elif callable(obj_type):
         obj_cls, type_name = obj_type, _path(obj_type)
     else:
-        raise TypeError(f"cannot build from the {registry.name!r} registry: 'type' must be a "
-                        f'registered name (str) or a class/function, got '
+        raise TypeError(f"{where}cannot build from the {registry.name!r} registry: 'type' must "
+                        f'be a registered name (str) or a class/function, got '
                         f'{type(obj_type).__name__}: {obj_type!r}')
+    _resolve_lazy_args(args, where)
+    frame = BuildFrame(location.path, location.exact, type_name, args)
     try:
-        return obj_cls(**args)
+        with building(frame):
+            return obj_cls(**args)
     except TypeError as e:
         problem = _signature_problem(obj_cls, args)
         if problem is None:
-            e.add_note(f'(while building {type_name!r} from the {registry.name!r} registry)')
+            e.add_note(_note(type_name, location, registry))
             raise
-        raise TypeError(f'cannot build {type_name!r} ({_path(obj_cls)}) from the '
+        raise TypeError(f'{where}cannot build {type_name!r} ({_path(obj_cls)}) from the '
                         f'{registry.name!r} registry: {problem}') from e
     except Exception as e:
-        e.add_note(f'(while building {type_name!r} from the {registry.name!r} registry)')
+        e.add_note(_note(type_name, location, registry))
         raise
+
+
+def _note(type_name: str, location: Location, registry: 'Registry') -> str:
+    at = (f' at {location.path}' if location.exact else f' inside {location.path}') \
+        if location.path else ''
+    return f'(while building {type_name!r}{at} from the {registry.name!r} registry)'

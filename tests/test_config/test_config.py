@@ -218,3 +218,25 @@ def test_merge_from_dict_does_not_alias_options():
     cfg.merge_from_dict(options)
     cfg.model.extra.a.append(2)
     assert options == {'model.extra': dict(a=[1])}
+
+
+def test_diff_is_a_unified_diff_of_pretty_texts(tmp_path):
+    a = write(tmp_path, 'a.py', "model = dict(depth=50)\nlr = 0.1\nname = 'x'\n")
+    b = write(tmp_path, 'b.py', "_base_ = 'a.py'\nmodel = dict(depth=101)\n")
+    diff = Config.diff(a, b)
+    assert diff.splitlines() == [
+        f'--- {a}', f'+++ {b}', '@@ -1,3 +1,3 @@',
+        '-model = dict(depth=50)', '+model = dict(depth=101)', ' lr = 0.1', " name = 'x'"]
+    assert Config.diff(Config.fromfile(a), dict(model=dict(depth=50), lr=0.1, name='x')) == ''
+    assert Config.diff(dict(a=1), dict(a=2)).startswith('--- <cfg1>\n+++ <cfg2>\n')
+
+
+def test_config_attaches_key_paths_to_the_dicts_read_from_it():
+    from kiln.config import key_path
+    cfg = Config(DETECTOR)
+    assert key_path(cfg.model) == 'model'
+    assert key_path(cfg['model']['bbox_head'].anchor_generator) == 'model.bbox_head.anchor_generator'
+    assert key_path(cfg.get('train_dataloader').dataset.pipeline[2]) == \
+        'train_dataloader.dataset.pipeline.2'
+    assert key_path(copy.deepcopy(cfg).model.backbone) == 'model.backbone'
+    assert key_path(pickle.loads(pickle.dumps(cfg)).model.backbone) == 'model.backbone'

@@ -75,3 +75,39 @@ def test_to_dict_is_plain_and_deep():
 
 def test_dir_lists_keys():
     assert 'depth' in dir(ConfigDict(depth=50))
+
+
+def test_update_with_delete_replaces_the_stored_dict():
+    cfg = ConfigDict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9), other=1)
+    cfg.update(dict(optimizer=dict(_delete_=True, type='Adam', lr=0.001)))
+    assert cfg.optimizer == dict(type='Adam', lr=0.001)
+    cfg.update(optimizer=dict(_delete_=False, betas=(0.9, 0.99)))
+    assert cfg.optimizer == dict(type='Adam', lr=0.001, betas=(0.9, 0.99))
+
+
+def test_reading_a_lazy_value_imports_it_but_iteration_does_not():
+    from kiln.config import LazyObject
+    lazy = LazyObject('collections', 'OrderedDict')
+    cfg = ConfigDict(type=lazy, items=[1])
+    real = __import__('collections').OrderedDict
+    assert cfg.type is real and cfg['type'] is real and cfg.get('type') is real
+    assert dict(cfg.items())['type'] is lazy and list(cfg.values())[0] is lazy
+    # becoming a plain dict resolves it (code that copies configs with dict(cfg) gets real objects)
+    assert dict(cfg)['type'] is real and {**cfg}['type'] is real
+    assert (lambda **kw: kw['type'])(**cfg) is real
+    assert ConfigDict(cfg).to_dict()['type'] is lazy and cfg.copy().to_dict()['type'] is lazy
+    assert cfg.to_dict()['type'] is lazy and copy.deepcopy(cfg).to_dict()['type'] is lazy
+    assert cfg.pop('type') is real and 'type' not in cfg
+    assert cfg.get('type', 5) == 5
+
+
+def test_key_paths_follow_reads_from_a_tagged_dict():
+    from kiln.config import key_path, set_key_path
+    cfg = set_key_path(ConfigDict(model=dict(head=dict(loss=dict(type='L'))),
+                                  pipeline=[dict(type='A'), dict(type='B')]), '')
+    assert key_path(cfg.model) == 'model'
+    assert key_path(cfg.model.head.loss) == 'model.head.loss'
+    assert key_path(cfg['pipeline'][1]) == 'pipeline.1'
+    assert key_path(copy.deepcopy(cfg.model.head)) == 'model.head'
+    assert key_path(cfg.model.copy()) == 'model'
+    assert key_path(ConfigDict(a=1)) is None and key_path({'a': 1}) is None

@@ -127,3 +127,40 @@ def test_nested_build_errors_keep_inner_message(models):
     with pytest.raises(KeyError, match="'Nope' is not registered") as info:
         models.build(dict(type='Wrapper', inner=dict(type='Nope')))
     assert "(while building 'Wrapper' from the 'model' registry)" in info.value.__notes__
+
+
+def test_lazy_type_and_lazy_arguments_are_imported_when_built(models):
+    from collections import OrderedDict
+
+    from kiln.config import LazyObject
+    built = models.build(dict(type=LazyObject('collections', 'OrderedDict'), a=1))
+    assert built == OrderedDict(a=1)
+    flexible = models.build(dict(type='Flexible', factory=LazyObject('collections.OrderedDict'),
+                                 many=[LazyObject('collections', 'deque'), 2]))
+    assert flexible.kwargs['factory'] is OrderedDict
+    assert flexible.kwargs['many'] == [__import__('collections').deque, 2]
+
+
+def test_lazy_openmmlab_type_is_found_in_the_registry(models):
+    from kiln.config import LazyObject
+    net = models.build(dict(type=LazyObject('mmdet.models.backbones', 'ResNet'), depth=18))
+    assert type(net) is models.get('ResNet') and net.depth == 18
+
+
+def test_lazy_import_errors_name_the_path():
+    from kiln.config import LazyObject
+    reg = Registry('model', scope='t_build_lazy')
+
+    @reg.register_module()
+    class Outer:
+        def __init__(self, inner):
+            self.inner = reg.build(inner)
+
+    cfg = Config(dict(model=dict(type='Outer', inner=dict(type=LazyObject('kiln_nope_mod', 'X')))))
+    with pytest.raises(ImportError, match=r"^model\.inner: cannot build the lazily imported type "
+                                          r"'kiln_nope_mod\.X' from the 'model' registry"):
+        reg.build(cfg.model)
+    cfg = Config(dict(model=dict(type='Outer', inner=dict(type='Outer',
+                                                          inner=LazyObject('kiln_nope_mod.Y')))))
+    with pytest.raises(ImportError, match=r"^model\.inner: argument 'inner': .*kiln_nope_mod\.Y"):
+        reg.build(cfg.model)

@@ -1,0 +1,112 @@
+"""Config key paths of nested builds (``model.bbox_head.loss_cls``), for error messages.
+
+No frame inspection: :func:`~kiln.registry.build_from_cfg` keeps a context-local (``contextvars``)
+record of the build in progress: the key path of its config and the arguments passed to the
+constructor. A build started while another one runs (a detector's ``__init__`` building its head
+from its ``bbox_head`` argument) finds its config among the parent's arguments and so knows its path.
+A :class:`~kiln.config.ConfigDict` read from a :class:`~kiln.config.Config` also carries its path
+(:func:`kiln.config.key_path`), which names the root of the chain (``model``).
+"""
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any, Iterator, Mapping, NamedTuple
+
+from kiln.config.config_dict import key_path
+
+__all__ = ['BuildFrame', 'Location', 'current_build', 'building', 'locate']
+
+
+class BuildFrame(NamedTuple):
+    """A build in progress: ``path`` of its config ('' when unknown), whether the path is
+    ``exact``, the ``type_name`` built and the keyword ``args`` passed to it."""
+    path: str
+    exact: bool
+    type_name: str
+    args: Mapping
+
+
+_CURRENT: ContextVar[BuildFrame | None] = ContextVar('kiln_build_frame', default=None)
+
+
+def current_build() -> BuildFrame | None:
+    """The innermost build in progress in this context, or ``None``."""
+    return _CURRENT.get()
+
+
+class building:
+    """Context manager making ``frame`` the current build (restored on exit)."""
+
+    def __init__(self, frame: BuildFrame) -> None:
+        self.frame = frame
+
+    def __enter__(self) -> BuildFrame:
+        self._token = _CURRENT.set(self.frame)
+        return self.frame
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.reset(self._token)
+
+
+def _join(path: str, sub: str) -> str:
+    return f'{path}.{sub}' if path else sub
+
+
+def _walk(args: Mapping, depth: int) -> Iterator[tuple[str, Any]]:
+    """(sub-path, value) of the dicts inside ``args``: values, list items, nested dicts."""
+    for key, value in dict.items(args) if isinstance(args, dict) else args.items():
+        if isinstance(value, Mapping):
+            yield str(key), value
+            if depth:
+                for sub, inner in _walk(value, depth - 1):
+                    yield f'{key}.{sub}', inner
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    yield f'{key}.{i}', item
+                    if depth:
+                        for sub, inner in _walk(item, depth - 1):
+                            yield f'{key}.{i}.{sub}', inner
+
+
+class Location(NamedTuple):
+    """Where a config sits: its key ``path`` ('' if unknown), whether the path is ``exact``, and
+    for inexact paths the type whose constructor made the config (``builder``)."""
+    path: str
+    exact: bool = True
+    builder: str = ''
+
+    def describe(self) -> str:
+        """Prefix for messages: ``'model.bbox_head: '``; ``"inside model.bbox_head (a config made
+        by 'FCOSHead'): "`` when not exact; ``''`` when unknown."""
+        if self.exact:
+            return f'{self.path}: ' if self.path else ''
+        where = f'inside {self.path} ' if self.path else 'inside '
+        return f'{where}(a config made by {self.builder!r}): '
+
+
+def locate(cfg: Any) -> Location:
+    """Key path of ``cfg`` about to be built.
+
+    In order: ``cfg`` itself among the current build's arguments; the path attached to ``cfg``
+    (:func:`kiln.config.key_path`); an argument equal to ``cfg`` (a copy); else the current build's
+    path, not exact (the config was made inside that build). ``Location('')`` at top level without
+    an attached path.
+    """
+    parent = _CURRENT.get()
+    if parent is not None:
+        for sub, value in _walk(parent.args, 3):
+            if value is cfg:
+                return Location(_join(parent.path, sub), parent.exact, parent.type_name)
+    own = key_path(cfg)
+    if own:
+        return Location(own)
+    if parent is not None:
+        for sub, value in _walk(parent.args, 3):
+            try:
+                if value == cfg:
+                    return Location(_join(parent.path, sub), parent.exact, parent.type_name)
+            except Exception:  # an exotic __eq__
+                continue
+        return Location(parent.path, False, parent.type_name)
+    return Location('')
