@@ -23,6 +23,7 @@ class Evaluator:
 
     def __init__(self, metrics: BaseMetric | dict | Sequence[BaseMetric | dict]) -> None:
         self._dataset_meta: dict | None = None
+        self._logger = None
         if isinstance(metrics, (BaseMetric, dict)):
             metrics = [metrics]
         self.metrics: list[BaseMetric] = []
@@ -44,6 +45,18 @@ class Evaluator:
         self._dataset_meta = dataset_meta
         for m in self.metrics:
             m.dataset_meta = dataset_meta
+
+    @property
+    def logger(self):
+        """The ``logging.Logger`` metrics write their reports to (``None`` prints them)."""
+        return self._logger
+
+    @logger.setter
+    def logger(self, logger) -> None:
+        """Set the logger on the evaluator and every metric (the Runner passes its own logger)."""
+        self._logger = logger
+        for m in self.metrics:
+            m.logger = logger
 
     def process(self, data_samples: Sequence[BaseDataElement | dict], data_batch: Any = None) -> None:
         """Convert data samples to plain dicts (``to_dict()``) and pass them to every metric's ``process``."""

@@ -53,6 +53,8 @@ class BaseMetric(metaclass=ABCMeta):
         self.collect_dir = collect_dir
         self.results: list = []
         self.prefix = prefix or self.default_prefix
+        # Where reports (tables, summaries) go: the Runner sets its own logger here; None prints.
+        self.logger = None
 
     @property
     def dataset_meta(self) -> dict | None:

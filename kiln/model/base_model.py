@@ -111,8 +111,9 @@ class BaseModel(BaseModule):
             raise ValueError(f'{type(self).__name__}.forward(mode="loss") returned no key containing "loss": '
                              f'{list(terms)}')
         loss = sum(loss_terms[1:], loss_terms[0])
-        log_vars = {'loss': loss.detach()}
-        log_vars.update({k: v.detach() for k, v in terms.items()})
+        # Terms first, total last: the order of MMEngine's log lines (`loss_cls: ..  loss_bbox: ..  loss: ..`).
+        log_vars = {k: v.detach() for k, v in terms.items()}
+        log_vars['loss'] = loss.detach()
         return loss, _reduce_mean(log_vars)
 
 

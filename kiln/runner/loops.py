@@ -302,6 +302,7 @@ class _EvalLoop(BaseLoop):
             raise ValueError(f'{self.mode}_evaluator is required when {self.mode}_dataloader is set '
                              f"(e.g. {self.mode}_evaluator=dict(type='CocoMetric', ...))")
         self.evaluator = runner.build_evaluator(evaluator)
+        self.evaluator.logger = runner.logger
         metainfo = getattr(getattr(self.dataloader, 'dataset', None), 'metainfo', None)
         if metainfo is not None:
             self.evaluator.dataset_meta = metainfo

@@ -116,3 +116,12 @@ def test_dump_results(tmp_path):
     assert [d['img_id'] for d in dumped] == [0, 1] and torch.equal(dumped[1]['pred'], torch.tensor(2))
     with pytest.raises(ValueError, match='.pkl'):
         DumpResults(out_file_path='x.json')
+
+
+def test_logger_propagates_to_every_metric():
+    import logging
+    logger = logging.Logger('evaluator-test')
+    evaluator = Evaluator([Accuracy(), Accuracy(prefix='other')])
+    assert evaluator.logger is None and all(m.logger is None for m in evaluator.metrics)
+    evaluator.logger = logger
+    assert all(m.logger is logger for m in evaluator.metrics)

@@ -32,7 +32,7 @@ def test_parse_losses_sums_loss_keys_and_detaches():
     expected = losses['loss_mse'] + losses['aux_loss'][0] + losses['aux_loss'][1]
     torch.testing.assert_close(loss, expected)
     assert loss.requires_grad
-    assert list(log_vars) == ['loss', 'loss_mse', 'aux_loss', 'acc']
+    assert list(log_vars) == ['loss_mse', 'aux_loss', 'acc', 'loss']  # MMEngine's order: terms, then total
     for v in log_vars.values():
         assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
     torch.testing.assert_close(log_vars['acc'], losses['acc'])
