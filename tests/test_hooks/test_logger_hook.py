@@ -23,7 +23,7 @@ def test_train_lines_every_interval(tmp_path, interval, ignore_last, steps):
     runner.train()
     log, scalars = _log_and_scalars(runner, tmp_path)
     lines = re.findall(r'Epoch\(train\) \[(\d)\]\[(\d)/6\]  lr: 1\.0000e-01  eta: \d:\d\d:\d\d  time: [\d.]+  '
-                       r'data_time: [\d.]+  loss: ([\d.]+)  loss_cls: ([\d.]+)', log)
+                       r'data_time: [\d.]+  loss_cls: ([\d.]+)  loss: ([\d.]+)', log)
     # ignore_last is overridden when the epoch (6) is shorter than the interval (10)
     assert [(int(e) - 1) * 6 + int(i) for e, i, _, _ in lines] == steps
     assert all(a == b for _, _, a, b in lines)

@@ -13,7 +13,8 @@ def test_new_logger_each_call_not_global(tmp_path):
     b = get_logger('kiln', log_file=tmp_path / 'b.log')
     try:
         assert a is not b
-        assert 'kiln' not in logging.Logger.manager.loggerDict
+        assert not isinstance(logging.Logger.manager.loggerDict.get('kiln'), logging.Logger)
+        assert logging.getLogger('kiln') is not a
         assert not a.propagate
         a.info('only in a')
         b.info('only in b')

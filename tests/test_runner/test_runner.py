@@ -35,7 +35,7 @@ def test_train_writes_the_work_dir_layout(tmp_path):
     log = (tmp_path / ts / f'{ts}.log').read_text()
     assert 'System environment' in log and 'seed: 0' in log
     line = re.compile(r'Epoch\(train\) \[1\]\[2/6\]  lr: 1\.0000e-01  eta: \S+  time: \d+\.\d{4}  '
-                      r'data_time: \d+\.\d{4}  loss: \d+\.\d{4}  loss_cls: \d+\.\d{4}')
+                      r'data_time: \d+\.\d{4}  loss_cls: \d+\.\d{4}  loss: \d+\.\d{4}')
     assert line.search(log), log
     assert re.search(r'Epoch\(val\) \[2\]\[5/5\]\s+accuracy: \d+\.\d{4}', log)
     records = [json.loads(x) for x in (tmp_path / ts / 'vis_data' / 'scalars.json').read_text().splitlines()]
