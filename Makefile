@@ -16,7 +16,6 @@ $(VENV)/bin/python:
 # Re-install only when the dependency list changes. torch/torchvision are pinned in pyproject.toml;
 # pip takes them from this machine's wheel cache.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
