@@ -337,7 +337,12 @@ class Visualizer:
         otherwise sent to the backends with :meth:`add_image` (``name``, ``step``).
         """
         self.set_image(image)
-        drawn = self.get_image()
+        self.output_image(name, self.get_image(), show=show, wait_time=wait_time, out_file=out_file, step=step)
+
+    def output_image(self, name: str, drawn: np.ndarray, show: bool = False, wait_time: float = 0,
+                     out_file: str | None = None, step: int = 0) -> None:
+        """Deliver a drawn (H, W, 3) uint8 RGB image: shown when ``show``; written as PNG to ``out_file`` when
+        given (parent folders created), otherwise sent to the backends with :meth:`add_image`."""
         if show:
             self.show(drawn, win_name=name, wait_time=wait_time)
         if out_file is not None:

@@ -6,7 +6,6 @@ on kiln's Pillow-based ``Visualizer``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -134,12 +133,4 @@ class DetLocalVisualizer(Visualizer):
         panels = [p for p in (gt_img, pred_img) if p is not None]
         drawn = np.concatenate(panels, axis=1) if panels else image
         self.set_image(drawn)
-        if show:
-            self.show(drawn, win_name=name, wait_time=wait_time)
-        if out_file is not None:
-            from PIL import Image
-            out = Path(out_file)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(drawn).save(out)
-        else:
-            self.add_image(name, drawn, step)
+        self.output_image(name, drawn, show=show, wait_time=wait_time, out_file=out_file, step=step)
