@@ -9,13 +9,14 @@ import datetime
 import functools
 import os
 import subprocess
+import warnings
 from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as torch_dist
 
 __all__ = ['init_dist', 'is_distributed', 'get_rank', 'get_world_size', 'get_local_rank',
-           'get_dist_info', 'is_main_process', 'master_only', 'barrier', 'get_backend']
+           'get_dist_info', 'is_main_process', 'master_only', 'barrier', 'get_backend', 'rank_log_files']
 
 F = TypeVar('F', bound=Callable[..., Any])
 
@@ -32,11 +33,13 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs: Any) -> None:
             ``MASTER_PORT`` defaults to 29500) or ``'mpi'`` (Open MPI's ``OMPI_COMM_WORLD_*``
             variables; ``MASTER_ADDR``/``MASTER_PORT`` must be set).
         backend: ``'nccl'``, ``'gloo'``...; defaults to ``'nccl'`` when CUDA is available,
-            else ``'gloo'``.
+            else ``'gloo'``. ``'nccl'`` without CUDA falls back to ``'gloo'`` with a warning.
         **kwargs: Passed to ``torch.distributed.init_process_group``. ``timeout`` may be
             given in seconds (int/float) as in MMEngine's ``env_cfg.dist_cfg``.
 
-    When CUDA is available the current CUDA device is set to the local rank.
+    When CUDA is available the current CUDA device is set to the local rank. Under torchrun's elastic restarts
+    (``TORCHELASTIC_RESTART_COUNT`` set) the rendezvous keys are prefixed with the attempt number, so a
+    restarted job never reads the addresses of the workers that died.
 
     Raises:
         ValueError: Unknown launcher.
@@ -55,6 +58,10 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs: Any) -> None:
     local_rank = int(os.environ.get('LOCAL_RANK', 0))
     if backend is None:
         backend = 'nccl' if torch.cuda.is_available() else 'gloo'
+    elif backend == 'nccl' and not torch.cuda.is_available():
+        warnings.warn("init_dist: backend 'nccl' needs CUDA, which is not available here; using 'gloo'",
+                      stacklevel=2)
+        backend = 'gloo'
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     timeout = kwargs.pop('timeout', None)
@@ -62,7 +69,16 @@ def init_dist(launcher: str, backend: str | None = None, **kwargs: Any) -> None:
         timeout = datetime.timedelta(seconds=float(timeout))
     if timeout is not None:
         kwargs['timeout'] = timeout
-    torch_dist.init_process_group(backend=backend, init_method='env://', **kwargs)
+    attempt = os.environ.get('TORCHELASTIC_RESTART_COUNT')
+    if attempt is None:
+        torch_dist.init_process_group(backend=backend, init_method='env://', **kwargs)
+        return
+    # Restarted by torchrun (--max-restarts): the agent's store outlives the failed workers and still holds
+    # their addresses, so each attempt uses its own key prefix (otherwise a rank may dial a dead peer).
+    rdzv_kwargs = {'timeout': kwargs['timeout']} if 'timeout' in kwargs else {}
+    store, rank, world_size = next(torch_dist.rendezvous('env://', **rdzv_kwargs))
+    store = torch_dist.PrefixStore(f'kiln/attempt_{attempt}', store)
+    torch_dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size, **kwargs)
 
 
 def _env_from_slurm() -> None:
@@ -143,3 +159,13 @@ def barrier() -> None:
     """Block until every rank reaches this point; no-op when not distributed."""
     if is_distributed():
         torch_dist.barrier()
+
+
+def rank_log_files(log_level: Any, cfg: Any = None) -> bool:
+    """Whether every rank should write its own log file (``<timestamp>_rank<r>.log``) in a distributed run:
+    with ``log_level='DEBUG'`` or the config key ``log_cfg=dict(distributed=True)`` (as MMEngine's
+    ``distributed=True``). Rank 0 always writes the main log."""
+    if str(log_level).upper() == 'DEBUG' or log_level == 10:
+        return True
+    log_cfg = (cfg.get('log_cfg') if cfg is not None and hasattr(cfg, 'get') else None) or {}
+    return bool(dict(log_cfg).get('distributed', False))

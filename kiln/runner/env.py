@@ -53,7 +53,7 @@ def setup_env(env_cfg: dict | None, launcher: str = 'none') -> bool:
 
     ``env_cfg`` keys: ``cudnn_benchmark`` (bool), ``mp_cfg=dict(mp_start_method=..., opencv_num_threads=...)``
     (the start method is set only if it differs from the current one), ``dist_cfg=dict(backend=..., **kwargs
-    for init_process_group)`` (``'nccl'`` falls back to ``'gloo'`` without CUDA).
+    for init_process_group)`` (``'nccl'`` falls back to ``'gloo'`` with a warning without CUDA).
 
     Returns:
         True when the run is distributed.
@@ -78,9 +78,7 @@ def setup_env(env_cfg: dict | None, launcher: str = 'none') -> bool:
     from kiln.dist import init_dist, is_distributed
     if not is_distributed():
         dist_cfg = dict(env_cfg.get('dist_cfg') or {})
-        backend = dist_cfg.pop('backend', None)
-        if backend == 'nccl' and not torch.cuda.is_available():
-            backend = 'gloo'
+        backend = dist_cfg.pop('backend', None)  # 'nccl' without CUDA: init_dist warns and uses 'gloo'
         init_dist(launcher, backend=backend, **dist_cfg)
     return True
 
