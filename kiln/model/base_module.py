@@ -6,6 +6,7 @@ import warnings
 
 from torch import nn
 
+from .init_report import InitReport
 from .weight_init import initialize
 
 
@@ -42,7 +43,15 @@ class BaseModule(nn.Module):
         self._is_init = bool(value)
 
     def init_weights(self) -> None:
-        """Initialise this module and its children from their ``init_cfg`` (once)."""
+        """Initialise this module and its children from their ``init_cfg`` (once).
+
+        The outermost call records which initialiser set each parameter (``init_cfg`` entries by their repr,
+        children's own ``init_weights()`` by class name, untouched parameters as 'not initialised by
+        init_cfg'); read it with ``init_report`` / ``format_init_report()`` (the Runner logs it at DEBUG).
+
+        Raises:
+            TypeError: ``init_cfg`` is not a dict or a list of dicts.
+        """
         if self._is_init:
             warnings.warn(f'init_weights of {type(self).__name__} has been called more than once; '
                           'ignored', stacklevel=2)
@@ -51,17 +60,41 @@ class BaseModule(nn.Module):
         if cfgs is not None and not isinstance(cfgs, (dict, list)):
             raise TypeError(f'{type(self).__name__}.init_cfg must be a dict or a list of dicts, '
                             f'got {type(cfgs).__name__}')
-        cfgs = [] if cfgs is None else ([cfgs] if isinstance(cfgs, dict) else list(cfgs))
-        pretrained = [c for c in cfgs if _is_pretrained(c)]
-        others = [c for c in cfgs if not _is_pretrained(c)]
-        if others:
-            initialize(self, others)
-        for child in self.children():
-            if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):
-                child.init_weights()
-        if pretrained:
-            initialize(self, pretrained)
+        report = self.__dict__.get('_init_report_ctx')
+        top = report is None
+        if top:
+            report = InitReport(self)
+            for m in self.modules():
+                m.__dict__['_init_report_ctx'] = report
+        try:
+            cfgs = [] if cfgs is None else ([cfgs] if isinstance(cfgs, dict) else list(cfgs))
+            pretrained = [c for c in cfgs if _is_pretrained(c)]
+            others = [c for c in cfgs if not _is_pretrained(c)]
+            if others:
+                initialize(self, others, report)
+            for child in self.children():
+                if hasattr(child, 'init_weights') and not getattr(child, 'is_init', False):
+                    with report.track(child, f'{type(child).__name__}.init_weights()'):
+                        child.init_weights()
+            if pretrained:
+                initialize(self, pretrained, report)
+        finally:
+            if top:
+                for m in self.modules():
+                    m.__dict__.pop('_init_report_ctx', None)
+                self.__dict__['_init_report'] = report
         self._is_init = True
+
+    @property
+    def init_report(self) -> dict[str, str] | None:
+        """``{parameter name: initialiser}`` of the last top-level ``init_weights()`` call (None before)."""
+        report = self.__dict__.get('_init_report')
+        return None if report is None else report.as_dict()
+
+    def format_init_report(self) -> str:
+        """The init report as text, one ``name - shape: initialiser`` line per parameter ('' before init)."""
+        report = self.__dict__.get('_init_report')
+        return '' if report is None else report.format()
 
     def __repr__(self) -> str:
         s = super().__repr__()

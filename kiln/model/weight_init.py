@@ -148,7 +148,8 @@ class BaseInit:
         module.apply(apply)
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(layer={self.layer}, bias={self.bias})'
+        args = ', '.join(f'{k}={v!r}' for k, v in vars(self).items() if k != 'wholemodule')
+        return f'{type(self).__name__}({args})'
 
 
 @WEIGHT_INITIALIZERS.register_module(name='Constant')
@@ -239,18 +240,27 @@ class PretrainedInit:
     ``checkpoint`` is a local path, an ``http(s)://`` URL or ``torchvision://<model name>`` (the ImageNet
     weights of ``torchvision.models.<name>``, IMAGENET1K_V1 when available, as MMDetection's configs expect).
     A dict with a ``state_dict`` (or ``model``) key is unwrapped, and a DDP ``module.`` prefix stripped. With
-    ``prefix='backbone.'`` only keys under that prefix are loaded, with the prefix removed. Loading is
-    non-strict; missing / unexpected keys are reported with ``warnings.warn``.
+    ``prefix='backbone.'`` only keys under that prefix are loaded, with the prefix removed. ``revise_keys``
+    then renames keys: a list of ``(regex, replacement)`` pairs applied in order with ``re.sub`` (MMEngine's
+    ``load_checkpoint`` option), e.g. ``[(r'^stem', 'conv1')]``. Loading is non-strict; missing /
+    unexpected keys are reported with ``warnings.warn``.
 
     Raises:
         FileNotFoundError: a local checkpoint does not exist.
-        ValueError: ``prefix`` matches no key of the checkpoint.
+        ValueError: ``prefix`` matches no key of the checkpoint; malformed ``revise_keys``.
     """
 
-    def __init__(self, checkpoint: str, prefix: str | None = None, map_location: str = 'cpu') -> None:
+    def __init__(self, checkpoint: str, prefix: str | None = None, map_location: str = 'cpu',
+                 revise_keys: list[tuple[str, str]] | None = None) -> None:
+        import re
         self.checkpoint = checkpoint
         self.prefix = prefix
         self.map_location = map_location
+        try:
+            self.revise_keys = [(re.compile(pat), str(repl)) for pat, repl in (revise_keys or [])]
+        except (TypeError, ValueError, re.error) as e:
+            raise ValueError(f'Pretrained: revise_keys must be a list of (regex, replacement) pairs, '
+                             f'got {revise_keys!r} ({e})') from None
         self.wholemodule = False
 
     def __call__(self, module: nn.Module) -> None:
@@ -260,6 +270,8 @@ class PretrainedInit:
             state = {k[len(p):]: v for k, v in state.items() if k.startswith(p)}
             if not state:
                 raise ValueError(f'{self.checkpoint}: no key starts with prefix {p!r}')
+        for pattern, repl in self.revise_keys:
+            state = {pattern.sub(repl, k): v for k, v in state.items()}
         result = module.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             warnings.warn(f'Loading {self.checkpoint} into {type(module).__name__}: '
@@ -301,13 +313,21 @@ def _build_initializer(cfg: dict) -> Any:
     return build_from_cfg(cfg, WEIGHT_INITIALIZERS)
 
 
-def _initialize(module: nn.Module, cfg: dict, wholemodule: bool = False) -> None:
+def _call(func: Any, module: nn.Module, report: Any) -> None:
+    if report is None:
+        func(module)
+    else:
+        with report.track(module, repr(func)):
+            func(module)
+
+
+def _initialize(module: nn.Module, cfg: dict, wholemodule: bool = False, report: Any = None) -> None:
     func = _build_initializer(cfg)
     func.wholemodule = wholemodule
-    func(module)
+    _call(func, module, report)
 
 
-def _initialize_override(module: nn.Module, override: dict | list, cfg: dict) -> None:
+def _initialize_override(module: nn.Module, override: dict | list, cfg: dict, report: Any = None) -> None:
     if not isinstance(override, (dict, list)):
         raise TypeError(f'init_cfg override must be a dict or a list of dicts, got {type(override).__name__}')
     for ov in [override] if isinstance(override, dict) else override:
@@ -322,11 +342,13 @@ def _initialize_override(module: nn.Module, override: dict | list, cfg: dict) ->
         child = getattr(module, name, None)
         if not isinstance(child, nn.Module):
             raise RuntimeError(f'init_cfg override: {type(module).__name__} has no child module {name!r}')
-        _initialize(child, ov, wholemodule=True)
+        _initialize(child, ov, wholemodule=True, report=report)
 
 
-def initialize(module: nn.Module, init_cfg: dict | list[dict]) -> None:
+def initialize(module: nn.Module, init_cfg: dict | list[dict], report: Any = None) -> None:
     """Initialise ``module`` from an ``init_cfg`` dict or list of dicts (see the module docstring).
+
+    ``report``: an optional ``kiln.model.init_report.InitReport`` recording which initialiser set each parameter.
 
     Raises:
         TypeError: ``init_cfg`` is not a dict / list of dicts.
@@ -344,7 +366,7 @@ def initialize(module: nn.Module, init_cfg: dict | list[dict]) -> None:
                 warnings.warn(f'init_cfg {cfg} has neither `layer` nor `override`: it initialises nothing in '
                               f'{type(module).__name__}', stacklevel=2)
         else:
-            func(module)
+            _call(func, module, report)
         if override is not None:
             cfg.pop('layer', None)
-            _initialize_override(module, override, cfg)
+            _initialize_override(module, override, cfg, report)

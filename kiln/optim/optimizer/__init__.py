@@ -4,6 +4,7 @@ from .builder import TORCH_OPTIMIZERS, build_optim_wrapper, register_torch_optim
 from .default_constructor import DefaultOptimWrapperConstructor
 from .optim_wrapper import OptimWrapper
 from .optim_wrapper_dict import OptimWrapperDict
+from .scale_lr import scale_lr
 
 __all__ = ['AmpOptimWrapper', 'TORCH_OPTIMIZERS', 'build_optim_wrapper', 'register_torch_optimizers',
-           'DefaultOptimWrapperConstructor', 'OptimWrapper', 'OptimWrapperDict']
+           'DefaultOptimWrapperConstructor', 'OptimWrapper', 'OptimWrapperDict', 'scale_lr']

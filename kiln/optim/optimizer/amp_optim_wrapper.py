@@ -30,10 +30,12 @@ class AmpOptimWrapper(OptimWrapper):
     Args:
         dtype: ``'float16'``, ``'bfloat16'``, a ``torch.dtype`` or ``None`` (float16 on CUDA, bfloat16 elsewhere,
             autocast's own defaults).
-        loss_scale: used only for float16 on CUDA, where a ``torch.amp.GradScaler('cuda')`` prevents gradient
-            underflow: ``'dynamic'`` (default scaler), a float (static initial scale) or a dict of
-            ``GradScaler`` keyword arguments. bfloat16 has float32's range and needs no scaling.
-        use_fsdp: accepted for MMEngine config compatibility (kiln has no FSDP wrapper; ignored).
+        loss_scale: used only for float16 (the default dtype on CUDA, or an explicit ``dtype='float16'`` on any
+            device), where a ``torch.amp.GradScaler`` prevents gradient underflow: ``'dynamic'`` (default
+            scaler), a float (static scale, kept fixed) or a dict of ``GradScaler`` keyword arguments. bfloat16
+            has float32's range and needs no scaling.
+        use_fsdp: accepted for MMEngine config compatibility and ignored (no ``ShardedGradScaler``; use
+            bfloat16 with FSDP).
         **kwargs: ``optimizer``, ``accumulative_counts``, ``clip_grad`` of ``OptimWrapper``.
 
     The scaler state is saved in ``state_dict()['loss_scaler']``.
@@ -55,14 +57,14 @@ class AmpOptimWrapper(OptimWrapper):
         device_type = self._param_device_type()
         self.loss_scaler = None
         self._scale_update_param = None
-        if device_type == 'cuda' and dtype in (None, torch.float16):
+        if (device_type == 'cuda' and dtype in (None, torch.float16)) or dtype == torch.float16:
             if loss_scale == 'dynamic':
-                self.loss_scaler = torch.amp.GradScaler('cuda')
-            elif isinstance(loss_scale, (int, float)):
+                self.loss_scaler = torch.amp.GradScaler(device_type)
+            elif isinstance(loss_scale, (int, float)) and not isinstance(loss_scale, bool):
                 self._scale_update_param = float(loss_scale)
-                self.loss_scaler = torch.amp.GradScaler('cuda', init_scale=float(loss_scale))
+                self.loss_scaler = torch.amp.GradScaler(device_type, init_scale=float(loss_scale))
             elif isinstance(loss_scale, dict):
-                self.loss_scaler = torch.amp.GradScaler('cuda', **loss_scale)
+                self.loss_scaler = torch.amp.GradScaler(device_type, **loss_scale)
             else:
                 raise ValueError(f"AmpOptimWrapper: loss_scale must be 'dynamic', a number or a dict, "
                                  f'got {loss_scale!r}')

@@ -42,16 +42,37 @@ def to_plain(cfg: Any) -> Any:
 def build_optim_wrapper(model: nn.Module, cfg: dict) -> OptimWrapper:
     """Build an optimizer wrapper for ``model`` from the ``optim_wrapper`` config section.
 
-    ``cfg``: ``dict(type='OptimWrapper' | 'AmpOptimWrapper' | ..., optimizer=dict(type='SGD', lr=..),
-    clip_grad=.., accumulative_counts=.., constructor='DefaultOptimWrapperConstructor', paramwise_cfg=..)``.
-    The constructor (from ``OPTIM_WRAPPER_CONSTRUCTORS``) builds the optimizer, then the wrapper.
+    Three forms, as in MMEngine's Runner:
+
+    * ``dict(type='OptimWrapper' | 'AmpOptimWrapper' | ..., optimizer=dict(type='SGD', lr=..), clip_grad=..,
+      accumulative_counts=.., constructor='DefaultOptimWrapperConstructor', paramwise_cfg=..)``: the
+      constructor (from ``OPTIM_WRAPPER_CONSTRUCTORS``) builds the optimizer, then the wrapper. A custom
+      ``constructor`` may build anything (e.g. an ``OptimWrapperDict``) from the remaining keys.
+    * ``optimizer`` is an already built ``torch.optim.Optimizer``: the wrapper is built around it.
+    * no ``optimizer`` and no ``constructor``: every value must be a built ``OptimWrapper``; they are
+      gathered in an ``OptimWrapperDict`` (several optimizers, e.g. a GAN).
 
     Raises:
         TypeError: ``cfg`` is not a dict.
-        KeyError: ``optimizer`` missing, unknown types (from the registries).
+        ValueError: neither ``optimizer`` nor ``constructor``, and a value is not an ``OptimWrapper``.
+        KeyError: unknown types (from the registries).
     """
     if not isinstance(cfg, Mapping):
         raise TypeError(f'optim_wrapper config must be a dict, got {type(cfg).__name__}')
+    from kiln.registry import OPTIM_WRAPPERS
+    optimizer = cfg.get('optimizer')
+    if isinstance(optimizer, torch.optim.Optimizer):
+        cfg = dict(cfg)
+        cfg.setdefault('type', 'OptimWrapper')
+        return OPTIM_WRAPPERS.build(cfg)
+    if optimizer is None and 'constructor' not in cfg:
+        bad = [k for k, v in cfg.items() if not isinstance(v, OptimWrapper)]
+        if bad:
+            raise ValueError(f'optim_wrapper: without optimizer= or constructor=, every value must be a built '
+                             f'OptimWrapper (several optimizers -> OptimWrapperDict); got {bad} '
+                             f'(e.g. optimizer=dict(type=\'SGD\', lr=0.01))')
+        from .optim_wrapper_dict import OptimWrapperDict
+        return OptimWrapperDict(**cfg)
     cfg = copy.deepcopy(to_plain(cfg))
     constructor = cfg.pop('constructor', 'DefaultOptimWrapperConstructor')
     paramwise_cfg = cfg.pop('paramwise_cfg', None)

@@ -15,8 +15,8 @@ from kiln.registry import OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS, OPTIMIZERS
 from .builder import to_plain
 from .optim_wrapper import OptimWrapper
 
-_PARAMWISE_KEYS = ('custom_keys', 'lr_mult', 'decay_mult', 'bias_lr_mult', 'bias_decay_mult', 'norm_decay_mult', 'dwconv_decay_mult',
-                   'flat_decay_mult', 'bypass_duplicate', 'dcn_offset_lr_mult')
+_PARAMWISE_KEYS = ('custom_keys', 'lr_mult', 'decay_mult', 'bias_lr_mult', 'bias_decay_mult', 'norm_decay_mult',
+                   'dwconv_decay_mult', 'flat_decay_mult', 'bypass_duplicate', 'dcn_offset_lr_mult')
 _NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -38,6 +38,8 @@ class DefaultOptimWrapperConstructor:
             * ``norm_decay_mult``: weight-decay multiplier of BatchNorm/GroupNorm/LayerNorm/InstanceNorm params.
             * ``dwconv_decay_mult``: weight-decay multiplier of depth-wise conv parameters.
             * ``flat_decay_mult``: weight-decay multiplier of 1-D parameters.
+
+            The decay rules are exclusive and tried in MMEngine's order: norm, bias, depth-wise conv, flat.
             * ``bypass_duplicate``: skip parameters shared by several modules (else the optimizer errors).
             * ``dcn_offset_lr_mult``: accepted for config compatibility; kiln has no deformable convs.
 
@@ -142,12 +144,12 @@ class DefaultOptimWrapperConstructor:
                     wd_m = decay_mult
                     if is_norm and norm_decay_mult is not None:
                         wd_m *= norm_decay_mult
-                    elif flat_decay_mult is not None and param.ndim == 1:
-                        wd_m *= flat_decay_mult
                     elif name == 'bias' and bias_decay_mult is not None:
                         wd_m *= bias_decay_mult
                     elif is_dwconv and dwconv_decay_mult is not None:
                         wd_m *= dwconv_decay_mult
+                    elif flat_decay_mult is not None and param.ndim == 1:
+                        wd_m *= flat_decay_mult
                     if wd_m != 1.0:
                         group['weight_decay'] = self.base_wd * wd_m
             params.append(group)

@@ -32,8 +32,8 @@ class MomentumSchedulerMixin:
                              "'momentum' nor 'betas' to schedule")
         super().__init__(optimizer, 'momentum', *args, **kwargs)
 
-    def step(self) -> None:
-        super().step()
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        super().step(*args, **kwargs)
         if self.use_betas:
             for group in self.optimizer.param_groups:
                 group['betas'] = (group['momentum'], group['betas'][1])
