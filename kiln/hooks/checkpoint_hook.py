@@ -17,7 +17,13 @@ __all__ = ['CheckpointHook']
 _RULES = ('greater', 'less')
 
 
-def _infer_rule(key: str) -> str:
+def _infer_rule(key: str, greater_keys: list[str] = (), less_keys: list[str] = ()) -> str:
+    """``rule`` for a metric key: the user's ``less_keys`` / ``greater_keys`` (substrings of the key) first, then
+    ``'less'`` for keys containing ``'loss'`` and ``'greater'`` for everything else."""
+    if any(k in key for k in less_keys):
+        return 'less'
+    if any(k in key for k in greater_keys):
+        return 'greater'
     return 'less' if 'loss' in key.lower() else 'greater'
 
 
@@ -30,7 +36,8 @@ class CheckpointHook(Hook):
     ``save_last`` the final epoch/iteration is saved whatever the interval. The file is written after the train
     epoch/iteration, or, when the loop validates right then, after that validation, so that it holds the
     post-validation state (best score, plateau schedulers, early-stopping counters) and resuming from it
-    continues exactly as the uninterrupted run.
+    continues exactly as the uninterrupted run (the save happens in ``after_val``, after every hook's
+    ``after_val_epoch``).
     After each periodic save ``work_dir/last_checkpoint`` points at the new file, and when more than
     ``max_keep_ckpts`` (> 0) periodic checkpoints exist the oldest are deleted.
 
@@ -51,8 +58,17 @@ class CheckpointHook(Hook):
         max_keep_ckpts: keep at most this many periodic checkpoints (<= 0: keep all).
         save_last: always save the last epoch/iteration.
         save_best / rule: see above.
+        greater_keys / less_keys: extra key substrings for inferring ``rule`` when it is None (e.g.
+            ``less_keys=['error']``); they take precedence over the ``'loss'`` default.
         filename_tmpl: periodic file name with one ``{}`` for N; default ``'epoch_{}.pth'`` / ``'iter_{}.pth'``.
         save_begin: first epoch/iteration (1-based) that may be saved periodically.
+        published_keys: after training, write a release copy of the last checkpoint (with ``save_last``) and of
+            each best checkpoint holding only these top-level keys (e.g. ``['meta', 'state_dict']``; ``True``
+            means those two), named ``<stem>-<first 8 hex digits of its sha256>.pth`` next to the original
+            (MMEngine renames the original; kiln keeps it so ``last_checkpoint`` stays valid).
+
+    ``out_dir`` may be an fsspec URL (``s3://bucket/ckpts``, ``memory://x``...): checkpoints are written and
+    old ones removed through fsspec; ``work_dir/last_checkpoint`` then holds the URL.
 
     Raises:
         ValueError: a ``rule`` other than 'greater'/'less', or ``rule`` and ``save_best`` lists of different
@@ -66,7 +82,16 @@ class CheckpointHook(Hook):
                  save_param_scheduler: bool = True, out_dir: str | None = None, max_keep_ckpts: int = -1,
                  save_last: bool = True, save_best: str | list[str] | None = None,
                  rule: str | list[str] | None = None, filename_tmpl: str | None = None,
-                 save_begin: int = 0) -> None:
+                 save_begin: int = 0, published_keys: list[str] | str | bool | None = None,
+                 greater_keys: list[str] | str | None = None, less_keys: list[str] | str | None = None) -> None:
+        self.greater_keys = [greater_keys] if isinstance(greater_keys, str) else list(greater_keys or [])
+        self.less_keys = [less_keys] if isinstance(less_keys, str) else list(less_keys or [])
+        if published_keys is True:
+            published_keys = ['meta', 'state_dict']
+        elif isinstance(published_keys, str):
+            published_keys = [published_keys]
+        self.published_keys = list(published_keys) if published_keys else None
+        self.published: list[str] = []
         self.interval = interval
         self.by_epoch = by_epoch
         self.save_optimizer = save_optimizer
@@ -113,10 +138,17 @@ class CheckpointHook(Hook):
         if self.out_dir is None:
             self._out_dir = runner.work_dir
         else:
-            self._out_dir = osp.join(self.out_dir, osp.basename(osp.normpath(runner.work_dir)))
+            self._out_dir = _join(self.out_dir, osp.basename(osp.normpath(runner.work_dir)))
         runner.logger.info(f'Checkpoints will be saved to {self._out_dir}')
 
     def after_train(self, runner: Runner) -> None:
+        self._flush(runner)
+        from kiln.dist import is_main_process
+        if self.published_keys and self._out_dir is not None and is_main_process():
+            from .publish import publish_checkpoint
+            sources = ([self.saved[-1]] if self.save_last and self.saved else []) + list(self.best_ckpt.values())
+            for src in dict.fromkeys(sources):
+                self.published.append(publish_checkpoint(src, self.published_keys, runner.logger))
         self._out_dir = None  # best checkpoints are only saved while training
         self._pending = None
 
@@ -145,7 +177,21 @@ class CheckpointHook(Hook):
             return
         if self.save_best and metrics:
             self._save_best(runner, metrics)
-        if self._pending is not None:
+
+    def after_val(self, runner: Runner) -> None:
+        # after every hook's after_val_epoch (whatever their priority, e.g. EarlyStoppingHook's LOWEST), so the
+        # periodic checkpoint holds their post-validation state
+        self._flush(runner)
+
+    def before_train_epoch(self, runner: Runner) -> None:
+        self._flush(runner)  # a custom val loop may not call after_val: the validation is over by now anyway
+
+    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._flush(runner)
+
+    def _flush(self, runner: Runner) -> None:
+        """Write the periodic checkpoint deferred until after the validation (called once it is over)."""
+        if self._out_dir is not None and self._pending is not None:
             step, self._pending = self._pending, None
             self._save_periodic(runner, step)
 
@@ -158,7 +204,8 @@ class CheckpointHook(Hook):
             if key not in metrics:
                 raise KeyError(f'CheckpointHook: save_best={key!r} is not one of the validation metrics '
                                f'{sorted(metrics)}')
-            self._update_best(runner, key, rule or _infer_rule(key), float(metrics[key]))
+            self._update_best(runner, key, rule or _infer_rule(key, self.greater_keys, self.less_keys),
+                              float(metrics[key]))
 
     # ------------------------------------------------------------------------------------------ saving
     def _save_periodic(self, runner: Runner, step: int) -> None:
@@ -168,7 +215,7 @@ class CheckpointHook(Hook):
         filename = self.filename_tmpl.format(step)
         runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
                                save_param_scheduler=self.save_param_scheduler)
-        path = osp.join(self._out_dir, filename)
+        path = _join(self._out_dir, filename)
         if not is_main_process():
             return
         write_last_checkpoint(runner.work_dir, path)
@@ -186,7 +233,7 @@ class CheckpointHook(Hook):
         from kiln.dist import is_main_process
         unit, step = ('epoch', runner.epoch) if self.by_epoch else ('iter', runner.iter)
         filename = f"best_{key.replace('/', '_')}_{unit}_{step}.pth"
-        path = osp.join(self._out_dir, filename)
+        path = _join(self._out_dir, filename)
         old = self.best_ckpt.get(key)
         self.best_score[key] = score
         self.best_ckpt[key] = path
@@ -197,8 +244,21 @@ class CheckpointHook(Hook):
         runner.logger.info(f'The best checkpoint with {score:.4f} {key} at {step} {unit} is saved to {filename}')
 
 
+def _is_url(path: str) -> bool:
+    return '://' in path and not path.startswith('file://')
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}" if _is_url(directory) else osp.join(directory, name)
+
+
 def _remove(path: str) -> None:
     try:
-        os.remove(path)
+        if _is_url(path):
+            import fsspec
+            fs, p = fsspec.core.url_to_fs(path)
+            fs.rm(p)
+        else:
+            os.remove(path)
     except FileNotFoundError:
         pass

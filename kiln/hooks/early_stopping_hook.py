@@ -24,6 +24,7 @@ class EarlyStoppingHook(Hook):
         monitor: metric key, e.g. ``'coco/bbox_mAP'`` or ``'accuracy'``.
         rule: ``'greater'`` or ``'less'``; None infers ``'less'`` for keys containing ``'loss'``, else greater.
         min_delta: smallest change counted as an improvement (in the metric's unit).
+        strict: raise when ``monitor`` is missing from the metrics (False: warn and skip that validation).
         patience: validations without improvement before stopping (>= 1).
         check_finite: stop at once if the metric is NaN or infinite.
         stopping_threshold: stop as soon as the metric is better than this value.
@@ -32,13 +33,13 @@ class EarlyStoppingHook(Hook):
     validations without improvement, so a resumed run keeps counting.
 
     Raises:
-        ValueError: invalid ``rule`` or ``patience``. KeyError: ``monitor`` missing from the metrics.
+        ValueError: invalid ``rule`` or ``patience``. KeyError: ``monitor`` missing from the metrics (``strict``).
     """
 
     priority = 'LOWEST'
 
-    def __init__(self, monitor: str, rule: str | None = None, min_delta: float = 0.1, patience: int = 5,
-                 check_finite: bool = True, stopping_threshold: float | None = None) -> None:
+    def __init__(self, monitor: str, rule: str | None = None, min_delta: float = 0.1, strict: bool = False,
+                 check_finite: bool = True, patience: int = 5, stopping_threshold: float | None = None) -> None:
         if rule is None:
             rule = 'less' if 'loss' in monitor.lower() else 'greater'
         if rule not in ('greater', 'less'):
@@ -46,6 +47,7 @@ class EarlyStoppingHook(Hook):
         if patience < 1:
             raise ValueError(f'EarlyStoppingHook: patience must be >= 1, got {patience}')
         self.monitor = monitor
+        self.strict = strict
         self.rule = rule
         self.min_delta = abs(min_delta)
         self.patience = patience
@@ -78,6 +80,10 @@ class EarlyStoppingHook(Hook):
         if not self._training or not metrics:
             return
         if self.monitor not in metrics:
+            if not self.strict:
+                runner.logger.warning(f'EarlyStoppingHook: monitor={self.monitor!r} is not one of the validation '
+                                      f'metrics {sorted(metrics)}; this validation is skipped (strict=True raises)')
+                return
             raise KeyError(f'EarlyStoppingHook: monitor={self.monitor!r} is not one of the validation metrics '
                            f'{sorted(metrics)}')
         score = float(metrics[self.monitor])

@@ -35,8 +35,11 @@ class LoggerHook(Hook):
         ignore_last: skip the incomplete last interval of an epoch.
         log_metric_by_epoch: step of the val/test metric scalars: epoch (True) or iteration (False; use it for
             iteration-based training).
-        out_dir: if given, the text log and ``scalars.json`` are copied to ``out_dir/<work_dir name>/`` after
-            the run.
+        out_dir: if given, after the run the files of ``log_dir`` whose names end with one of ``out_suffix``
+            (text log, ``scalars.json``, the dumped config) are copied to ``out_dir/<work_dir name>/<timestamp>/``
+            (same relative layout). ``out_dir`` may be an fsspec URL (``s3://bucket/logs``).
+        out_suffix: file name endings to copy (str or tuple).
+        keep_local: keep the local copies (False deletes them after copying to ``out_dir``).
 
     Raises:
         ValueError: ``interval`` is not a positive int.
@@ -45,13 +48,16 @@ class LoggerHook(Hook):
     priority = 'BELOW_NORMAL'
 
     def __init__(self, interval: int = 10, ignore_last: bool = True, log_metric_by_epoch: bool = True,
-                 out_dir: str | None = None) -> None:
+                 out_dir: str | None = None, out_suffix: str | tuple[str, ...] = ('.json', '.log', '.py', 'yaml'),
+                 keep_local: bool = True) -> None:
         if not isinstance(interval, int) or interval <= 0:
             raise ValueError(f'LoggerHook: interval must be a positive int, got {interval!r}')
         self.interval = interval
         self.ignore_last = ignore_last
         self.log_metric_by_epoch = log_metric_by_epoch
         self.out_dir = out_dir
+        self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
+        self.keep_local = keep_local
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
@@ -94,14 +100,25 @@ class LoggerHook(Hook):
         from kiln.dist import is_main_process
         if self.out_dir is None or not is_main_process():
             return
-        target = osp.join(self.out_dir, osp.basename(osp.normpath(runner.work_dir)))
-        sources = [osp.join(runner.log_dir, f'{runner.timestamp}.log'),
-                   osp.join(runner.log_dir, 'vis_data', 'scalars.json')]
-        for src in sources:
-            if osp.isfile(src):
-                dst = osp.join(target, osp.relpath(src, runner.work_dir))
-                os.makedirs(osp.dirname(dst), exist_ok=True)
-                shutil.copy2(src, dst)
+        url = '://' in self.out_dir and not self.out_dir.startswith('file://')
+        name = osp.basename(osp.normpath(runner.work_dir))
+        target = f"{self.out_dir.rstrip('/')}/{name}" if url else osp.join(self.out_dir, name)
+        for root, _, files in os.walk(runner.log_dir):
+            for file in sorted(files):
+                if not file.endswith(self.out_suffix):
+                    continue
+                src = osp.join(root, file)
+                rel = osp.relpath(src, runner.work_dir)
+                if url:
+                    import fsspec
+                    fs, dst = fsspec.core.url_to_fs(f"{target}/{rel.replace(os.sep, '/')}")
+                    fs.put_file(src, dst)
+                else:
+                    dst = osp.join(target, rel)
+                    os.makedirs(osp.dirname(dst), exist_ok=True)
+                    shutil.copy2(src, dst)
+                if not self.keep_local:
+                    os.remove(src)
         runner.logger.info(f'The logs were copied to {target}')
 
 

@@ -94,3 +94,65 @@ def test_standalone_val_saves_no_best_checkpoint(tmp_path):
                                     default_hooks=dict(checkpoint=dict(type='CheckpointHook', save_best='score'))))
     runner.val()
     assert _names(tmp_path) == []
+
+
+def test_published_keys_make_release_files(tmp_path):
+    import hashlib
+    import io
+    runner = _train(tmp_path, dict(type='CheckpointHook', interval=1, save_best='score',
+                                   published_keys=['meta', 'state_dict']), scores=[0.5, 0.9])
+    hook = next(h for h in runner.hooks if isinstance(h, CheckpointHook))
+    names = _names(tmp_path)
+    assert 'epoch_2.pth' in names and 'best_score_epoch_2.pth' in names  # originals kept
+    assert len(hook.published) == 2
+    for path in hook.published:
+        release = torch.load(path, weights_only=True)
+        assert sorted(release) == ['meta', 'state_dict']
+        buffer = io.BytesIO()
+        torch.save(release, buffer)
+        assert path.endswith(f'-{hashlib.sha256(buffer.getvalue()).hexdigest()[:8]}.pth')
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('epoch_2.pth')
+
+
+def test_out_dir_through_fsspec(tmp_path):
+    import fsspec
+    fs = fsspec.filesystem('memory')
+    runner = _train(tmp_path, dict(type='CheckpointHook', interval=1, max_keep_ckpts=1,
+                                   out_dir='memory://ckpts', published_keys=True))
+    target = f'memory://ckpts/{tmp_path.name}'
+    stored = sorted(p.rsplit('/', 1)[-1] for p in fs.ls(target.replace('memory://', '/'), detail=False))
+    assert 'epoch_2.pth' in stored and 'epoch_1.pth' not in stored  # max_keep_ckpts removed through fsspec
+    assert any(n.startswith('epoch_2-') for n in stored)  # published copy
+    assert (tmp_path / 'last_checkpoint').read_text().strip() == f'{target}/epoch_2.pth'
+    from kiln.runner import find_latest_checkpoint
+    assert find_latest_checkpoint(str(tmp_path)) == f'{target}/epoch_2.pth'  # what resume=True reads
+    with fsspec.open(f'{target}/epoch_2.pth', 'rb') as f:
+        assert torch.load(f, weights_only=True)['meta']['epoch'] == 2
+    fs.rm(target.replace('memory://', '/'), recursive=True)
+    assert runner.epoch == 2
+
+
+def test_less_keys_infer_the_rule(tmp_path):
+    runner = _train(tmp_path, dict(type='CheckpointHook', interval=-1, save_best='score', less_keys=['sco']),
+                    scores=[0.5, 0.3])
+    hook = next(h for h in runner.hooks if isinstance(h, CheckpointHook))
+    assert hook.best_score == {'score': 0.3}
+
+
+def test_deferred_save_happens_with_a_val_loop_that_skips_after_val(tmp_path):
+    from kiln.runner import ValLoop
+
+    class BareValLoop(ValLoop):
+        def run(self):
+            self.runner.call_hook('before_val_epoch')
+            for idx, batch in enumerate(self.dataloader):
+                self.run_iter(idx, batch)
+            metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+            self.runner.call_hook('after_val_epoch', metrics=metrics)
+            return metrics
+
+    runner = Runner(**runner_kwargs(tmp_path, max_epochs=2, default_hooks=dict(
+        checkpoint=dict(type='CheckpointHook', interval=1))))
+    runner._val_loop = BareValLoop(runner, runner._val_dataloader_src, runner._val_evaluator)
+    runner.train()
+    assert _names(tmp_path) == ['epoch_1.pth', 'epoch_2.pth']

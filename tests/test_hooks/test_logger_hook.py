@@ -75,3 +75,18 @@ def test_iteration_based_logs_every_interval_of_the_run(tmp_path):
     log, scalars = _log_and_scalars(runner, tmp_path)
     assert [s['step'] for s in scalars] == [4, 8]  # no extra line when the data wraps after 6 iterations
     assert re.findall(r'Iter\(train\) \[ ?(\d+)/10\]', log) == ['4', '8']
+
+
+def test_out_dir_through_fsspec_with_suffix_and_keep_local(tmp_path):
+    import fsspec
+    runner = Runner(**runner_kwargs(tmp_path / 'work', max_epochs=1, log_level='INFO', default_hooks=dict(
+        logger=dict(type='LoggerHook', interval=2, out_dir='memory://logs', out_suffix='.log', keep_local=False))))
+    runner.train()
+    ts = runner.timestamp
+    fs = fsspec.filesystem('memory')
+    with fs.open(f'/logs/work/{ts}/{ts}.log') as f:
+        assert b'Epoch(train)' in f.read()
+    assert not fs.exists(f'/logs/work/{ts}/vis_data/scalars.json')  # not a .log
+    assert not (tmp_path / 'work' / ts / f'{ts}.log').exists()  # keep_local=False
+    assert (tmp_path / 'work' / ts / 'vis_data' / 'scalars.json').exists()
+    fs.rm('/logs/work', recursive=True)

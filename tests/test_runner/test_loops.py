@@ -125,3 +125,79 @@ def test_train_step_outputs_reach_the_hooks(tmp_path):
     assert set(Grab.outputs) == {'loss', 'loss_cls'}
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
                for v in Grab.outputs.values())
+
+
+def test_custom_loop_from_the_docs_through_LOOPS(tmp_path):
+    """MMEngine's "Customize Loop" example with kiln imports. Corrected where the docs' code cannot run in MMEngine
+    either: ``BaseLoop(runner, dataloader)`` takes no evaluator, the method is ``call_hook``, hooks receive the
+    runner first and ``after_val_epoch`` gets the metrics."""
+    from kiln.hooks import Hook
+    from kiln.registry import HOOKS, LOOPS
+    from kiln.runner import BaseLoop
+    from test_runner.toy import loader_cfg
+
+    @LOOPS.register_module(force=True)
+    class CustomValLoop(BaseLoop):
+        def __init__(self, runner, dataloader, evaluator, dataloader2):
+            super().__init__(runner, dataloader)
+            self.evaluator = runner.build_evaluator(evaluator)
+            self.dataloader2 = runner.build_dataloader(dataloader2)
+
+        def run_iter(self, idx, data_batch):
+            outputs = self.runner.model.val_step(data_batch)
+            self.evaluator.process(data_samples=outputs, data_batch=data_batch)
+            return outputs
+
+        def run(self):
+            self.runner.call_hook('before_val_epoch')
+            for idx, data_batch in enumerate(self.dataloader):
+                self.runner.call_hook('before_val_iter', batch_idx=idx, data_batch=data_batch)
+                outputs = self.run_iter(idx, data_batch)
+                self.runner.call_hook('after_val_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
+            metric = self.evaluator.evaluate(len(self.dataloader.dataset))
+            # add extra loop for validation purpose
+            for idx, data_batch in enumerate(self.dataloader2):
+                self.runner.call_hook('before_valloader2_iter', batch_idx=idx, data_batch=data_batch)
+                outputs = self.run_iter(idx, data_batch)
+                self.runner.call_hook('after_valloader2_iter', batch_idx=idx, data_batch=data_batch,
+                                      outputs=outputs)
+            metric2 = self.evaluator.evaluate(len(self.dataloader2.dataset))
+            metrics = {**metric, **{f'{k}_2': v for k, v in metric2.items()}}
+            self.runner.call_hook('after_val_epoch', metrics=metrics)
+            return metrics
+
+    @HOOKS.register_module(force=True)
+    class CustomValHook(Hook):
+        def __init__(self):
+            self.calls = 0
+
+        def before_valloader2_iter(self, runner, batch_idx, data_batch):
+            self.calls += 1
+
+        def after_valloader2_iter(self, runner, batch_idx, data_batch, outputs):
+            assert len(outputs) == len(data_batch['inputs'])
+
+    runner = Runner(**runner_kwargs(tmp_path, max_epochs=1, default_hooks=NO_CKPT,
+                                    val_cfg=dict(type='CustomValLoop', dataloader2=loader_cfg('test', shuffle=False)),
+                                    custom_hooks=[dict(type='CustomValHook')]))
+    runner.train()
+    assert type(runner.val_loop).__name__ == 'CustomValLoop'
+    hook = next(h for h in runner.hooks if type(h).__name__ == 'CustomValHook')
+    assert hook.calls == len(runner.val_loop.dataloader2)
+    assert {'accuracy', 'accuracy_2'} <= set(runner.message_hub.log_scalars.keys()) | {
+        k.split('/', 1)[-1] for k in runner.message_hub.log_scalars.keys()}
+
+
+def test_randomness_seed_is_drawn_logged_and_deterministic_applied(tmp_path):
+    from pathlib import Path
+    runner = Runner(**runner_kwargs(tmp_path, val=False, randomness=dict(seed=None), log_level='INFO'))
+    assert isinstance(runner.seed, int)
+    log = next(Path(runner.log_dir).glob('*.log')).read_text()
+    assert f'seed: {runner.seed}' in log
+    runner.close()
+    try:
+        runner = Runner(**runner_kwargs(tmp_path / 'det', val=False, randomness=dict(seed=3, deterministic=True)))
+        assert runner.seed == 3 and torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
