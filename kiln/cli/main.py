@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import print_config, registries, test, train
+from . import print_config, publish, registries, test, train
 from ._common import CLIError
 
 __all__ = ['build_parser', 'main']
@@ -14,7 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per module (train, test, print-config, registry)."""
     parser = argparse.ArgumentParser(prog='kiln', description='kiln: train and evaluate models from configs.')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in (train, test, print_config, registries):
+    for module in (train, test, print_config, registries, publish):
         module.add_parser(subparsers)
     return parser
 

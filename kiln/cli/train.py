@@ -8,13 +8,20 @@ from ._common import CLIError, add_cfg_options, build_runner, load_config, set_w
 __all__ = ['add_parser', 'run']
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+_DIST_EPILOG = '''distributed training (see docs/distributed.md):
+  one machine, 4 processes:   torchrun --nproc-per-node 4 -m kiln.cli train CFG --launcher pytorch
+  2 machines x 8 (on each):   torchrun --nnodes 2 --node-rank R --master-addr HOST0 --master-port 29500 \\
+                                --nproc-per-node 8 -m kiln.cli train CFG --launcher pytorch
+  restart on failure:         add --max-restarts 3 to torchrun and --resume to kiln train
+  Slurm:                      srun --ntasks 16 --ntasks-per-node 8 python -m kiln.cli train CFG --launcher slurm'''
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``train`` sub-command."""
     p = subparsers.add_parser('train', help='train a model from a config file',
                               description='Train a model. Checkpoints and logs go to the work dir '
-                                          '(default ./work_dirs/<config name>).')
+                                          '(default ./work_dirs/<config name>).',
+                              epilog=_DIST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='config file (.py, .json, .yaml)')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',

@@ -17,6 +17,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .compose import Compose
+from .seeding import sample_rng
 
 
 def _is_abs(path: str) -> bool:
@@ -29,6 +30,11 @@ class BaseDataset(Dataset):
     Initialisation (``full_init``, run at construction unless ``lazy_init=True``, and at most once):
     ``load_data_list()`` -> select ``indices`` (from the unfiltered list) -> ``filter_data()`` -> optional
     serialisation of the records into one numpy byte buffer (saves memory with many dataloader workers).
+
+    ``full_data_list`` keeps the unfiltered records; ``subset(indices)`` builds a dataset from positions in it
+    (stable numbering for active learning), ``full_indices`` maps current records back to it. Indices coming
+    from kiln's samplers (``SampleIndex``) seed the pipeline's randomness from (seed, epoch, index), see
+    ``kiln.dataset.seeding``.
 
     Args:
         ann_file: annotation file; joined with ``data_root`` unless absolute.
@@ -54,6 +60,8 @@ class BaseDataset(Dataset):
 
     METAINFO: dict = dict()
     _fully_initialized: bool = False
+    _full_data_list: list = []
+    _full_indices: list = []
 
     def __init__(self,
                  ann_file: str = '',
@@ -126,10 +134,21 @@ class BaseDataset(Dataset):
         if not isinstance(data_list, list):
             raise TypeError(f'{type(self).__name__}.load_data_list must return a list of dicts, '
                             f'got {type(data_list).__name__}')
-        self.data_list = data_list
-        if self._indices is not None:
-            self.data_list = self._select(self.data_list, self._indices)
+        self._full_data_list = data_list
+        self._restrict(self._indices)
+
+    def _restrict(self, indices: int | Sequence[int] | None) -> None:
+        """Set the current records to ``full_data_list[indices]`` (all when None), filtered, maybe serialised."""
+        full = self._full_data_list
+        positions = list(range(len(full)))
+        if indices is not None:
+            positions = self._select(positions, indices)
+            positions = [p % len(full) for p in positions]
+        self.data_list = [full[p] for p in positions]
+        by_id = {id(r): p for r, p in zip(self.data_list, positions)}
         self.data_list = self.filter_data()
+        self._full_indices = [by_id.get(id(r), -1) for r in self.data_list]
+        self.data_bytes = self.data_address = None
         if self.serialize_data:
             self.data_bytes, self.data_address = self._serialize(self.data_list)
             self.data_list = []
@@ -210,6 +229,7 @@ class BaseDataset(Dataset):
     def get_subset_(self, indices: int | Sequence[int]) -> None:
         """Keep only ``indices`` of the current (filtered) records, in place."""
         self.full_init()
+        self._full_indices = self._select(self._full_indices, indices)
         if self.serialize_data:
             records = [self._raw(i) for i in range(len(self))]
             self.data_bytes, self.data_address = self._serialize(self._select(records, indices))
@@ -221,8 +241,54 @@ class BaseDataset(Dataset):
         self.full_init()
         sub = copy.copy(self)
         sub.data_list = list(self.data_list)
+        sub._full_indices = list(self._full_indices)
         sub._metainfo = copy.deepcopy(self._metainfo)
         sub.get_subset_(indices)
+        return sub
+
+    @property
+    def full_data_list(self) -> list[dict]:
+        """The records exactly as ``load_data_list()`` returned them: before ``indices`` and ``filter_data``.
+
+        This is the list that :meth:`subset` indices (and the ``indices`` argument) refer to. The list is a
+        new list, the records are shared: do not modify them.
+        """
+        self.full_init()
+        return list(self._full_data_list)
+
+    @property
+    def full_indices(self) -> list[int]:
+        """For each current record ``i`` (``dataset[i]``), its position in :attr:`full_data_list` (-1 when
+        ``filter_data`` returned a new record object that cannot be traced back)."""
+        self.full_init()
+        return list(self._full_indices)
+
+    def subset(self, indices: Sequence[int]) -> 'BaseDataset':
+        """A new dataset restricted to ``indices`` of :attr:`full_data_list` (the full, unfiltered
+        ``load_data_list()`` order), whatever this dataset's own ``indices`` / filtering kept.
+
+        The selected records then go through ``filter_data`` as at construction (so e.g. ``filter_empty_gt``
+        still drops images without boxes in training mode); ``subset.full_indices`` tells which were kept.
+        The annotation file is not read again; ``metainfo``, pipeline and options are shared with ``self``.
+        (``get_subset`` is MMEngine's variant whose indices refer to the current, filtered records.)
+
+        Args:
+            indices: positions in ``full_data_list``, in the order wanted (negative values count from the end).
+
+        Raises:
+            TypeError: ``indices`` is not a sequence of ints.
+            IndexError: an index is out of range of ``full_data_list`` (the message gives its position).
+        """
+        if isinstance(indices, (int, str, bytes)) or not isinstance(indices, Sequence) and not hasattr(
+                indices, 'tolist'):
+            raise TypeError(f'{type(self).__name__}.subset: indices must be a sequence of ints, '
+                            f'got {type(indices).__name__}')
+        indices = [int(i) for i in (indices.tolist() if hasattr(indices, 'tolist') else indices)]
+        self.full_init()
+        sub = copy.copy(self)
+        sub._metainfo = copy.deepcopy(self._metainfo)
+        sub._indices = indices
+        sub._restrict(indices)
         return sub
 
     # ------------------------------------------------------------------ access
@@ -255,7 +321,13 @@ class BaseDataset(Dataset):
         return self.pipeline(self.get_data_info(idx))
 
     def __getitem__(self, idx: int) -> Any:
+        """The pipeline output of record ``idx``. When ``idx`` comes from a kiln sampler (a ``SampleIndex``),
+        ``random`` / ``numpy.random`` / torch are seeded from (sampler seed, epoch, idx) for this sample."""
         self.full_init()
+        with sample_rng(idx):
+            return self._getitem(int(idx))
+
+    def _getitem(self, idx: int) -> Any:
         if self.test_mode:
             data = self.prepare_data(idx)
             if data is None:

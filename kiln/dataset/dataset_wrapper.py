@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from kiln.registry import DATASETS
 
 from .base_dataset import BaseDataset
+from .seeding import sample_rng
 
 
 def _build(dataset: Any) -> Any:
@@ -84,7 +85,8 @@ class ConcatDataset:
 
     def __getitem__(self, idx: int) -> Any:
         d, i = self._locate(idx)
-        return self.datasets[d][i]
+        with sample_rng(idx):  # seeded from the outer index; the inner dataset gets a plain int
+            return self.datasets[d][int(i)]
 
 
 @DATASETS.register_module()
@@ -127,4 +129,5 @@ class RepeatDataset:
         return self.dataset.get_data_info(self._ori(idx))
 
     def __getitem__(self, idx: int) -> Any:
-        return self.dataset[self._ori(idx)]
+        with sample_rng(idx):  # each repetition of a record gets its own seed (from the outer index)
+            return self.dataset[int(self._ori(idx))]

@@ -13,6 +13,8 @@ from torch.utils.data import Sampler
 
 from kiln.registry import DATA_SAMPLERS
 
+from .seeding import SampleIndex
+
 
 def _dist_info() -> tuple[int, int]:
     from kiln.dist import get_dist_info
@@ -42,6 +44,9 @@ class DefaultSampler(Sampler):
     State: ``state_dict()`` -> ``dict(epoch, seed, shuffle, position)``; ``position`` is how many of this rank's
     indices of the current epoch to skip on the next ``__iter__`` (set it to ``iter_in_epoch * batch_size``
     when resuming mid-epoch, so no data has to be loaded to skip).
+
+    The indices are :class:`~kiln.dataset.seeding.SampleIndex` ints carrying ``(seed, epoch)``, from which
+    ``BaseDataset`` seeds each sample's augmentation (independent of the worker that loads it).
     """
 
     def __init__(self, dataset: Sized, shuffle: bool = True, seed: int | None = None,
@@ -64,6 +69,8 @@ class DefaultSampler(Sampler):
             self.total_size = n
 
     def __iter__(self) -> Iterator[int]:
+        # A generator: the body (and the reset of ``position``) runs at the first ``next``. DataLoader with
+        # workers calls ``iter(sampler)`` twice and discards the first iterator, which must not eat the position.
         n = len(self.dataset)
         if self.shuffle:
             g = torch.Generator()
@@ -75,7 +82,9 @@ class DefaultSampler(Sampler):
             indices = (indices * (self.total_size // n + 1))[:self.total_size]
         indices = indices[self.rank:self.total_size:self.world_size]
         start, self.position = self.position, 0
-        return iter(indices[start:])
+        seed, epoch = self.seed, self.epoch
+        for i in indices[start:]:
+            yield SampleIndex(i, seed, epoch)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -101,7 +110,8 @@ class InfiniteSampler(Sampler):
 
     The stream is ``randperm(n) ++ randperm(n) ++ ...`` from one ``torch.Generator`` seeded with ``seed``
     (or ``0, 1, ..., n-1`` repeated without shuffle); rank ``r`` takes every ``world_size``-th element from
-    ``r``. ``set_epoch`` is a no-op. ``position`` (in the state dict) skips that many of this rank's indices.
+    ``r``. ``set_epoch`` is a no-op. Indices are ``SampleIndex`` ints whose ``epoch`` is the pass
+    number. ``position`` (in the state dict) skips that many of this rank's indices.
     """
 
     def __init__(self, dataset: Sized, shuffle: bool = True, seed: int | None = None) -> None:
@@ -117,16 +127,17 @@ class InfiniteSampler(Sampler):
     def _infinite_indices(self) -> Iterator[int]:
         g = torch.Generator()
         g.manual_seed(self.seed)
-        while True:
-            if self.shuffle:
-                yield from torch.randperm(self.size, generator=g).tolist()
-            else:
-                yield from range(self.size)
+        seed = self.seed
+        for n_pass in itertools.count():
+            order = torch.randperm(self.size, generator=g).tolist() if self.shuffle else range(self.size)
+            for i in order:
+                yield SampleIndex(i, seed, n_pass)
 
     def __iter__(self) -> Iterator[int]:
+        # A generator, so that a discarded ``iter(sampler)`` (DataLoader with workers) keeps ``position``.
         start, self.position = self.position, 0
         stream = itertools.islice(self._infinite_indices(), self.rank, None, self.world_size)
-        return itertools.islice(stream, start, None)
+        yield from itertools.islice(stream, start, None)
 
     def __len__(self) -> int:
         return self.size

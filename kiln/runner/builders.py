@@ -259,17 +259,15 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
-def wrap_model(model: nn.Module, distributed: bool, wrapper_cfg: dict | None = None) -> nn.Module:
-    """Wrap ``model`` for distributed training: ``wrapper_cfg`` (``model_wrapper_cfg`` in a config, built from
-    MODEL_WRAPPERS with ``module=model``) or kiln's ``DistributedDataParallel`` (which keeps ``train_step`` /
-    ``val_step`` / ``test_step``). Not distributed: ``model`` is returned unchanged."""
-    if not distributed:
-        return model
-    if wrapper_cfg is not None:
-        return MODEL_WRAPPERS.build(_plain(wrapper_cfg), default_args=dict(module=model))
-    from .ddp import DistributedDataParallel
-    device_ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+def wrap_model(model: nn.Module, distributed: bool, wrapper_cfg: dict | None = None,
+               find_unused_parameters: bool = False, sync_bn: str | None = None) -> nn.Module:
+    """Wrap ``model`` for distributed training (``kiln.model.wrappers.wrap_model``): ``sync_bn='torch'``
+    converts its BatchNorms to SyncBatchNorm, then ``wrapper_cfg`` (``model_wrapper_cfg``, built from
+    MODEL_WRAPPERS with ``module=model``, e.g. ``dict(type='FSDP')``) or by default
+    ``dict(type='KilnDistributedDataParallel', find_unused_parameters=...)``.
+    Not distributed: ``model`` is returned unchanged."""
+    from kiln.model.wrappers import wrap_model as _wrap
+    return _wrap(model, distributed, wrapper_cfg, find_unused_parameters, sync_bn)
 
 
 # --------------------------------------------------------------------------------------- optimizer
@@ -279,13 +277,17 @@ def build_optim_wrapper(model: nn.Module, cfg: Any) -> Any:
     if not isinstance(cfg, dict):
         return cfg
     from kiln.optim import build_optim_wrapper as _build
-    return _build(unwrap_model(model), _plain(cfg))
+    optim_wrapper = _build(unwrap_model(model), _plain(cfg))
+    if hasattr(model, 'bind_optim_wrapper'):  # FSDP: full (gathered) optimizer states in checkpoints
+        model.bind_optim_wrapper(optim_wrapper)
+    return optim_wrapper
 
 
 def scale_lr(optim_wrapper: Any, auto_scale_lr: dict | None, batch_size: int, world_size: int,
              logger: logging.Logger | None = None) -> float | None:
     """Linear scaling rule (Goyal et al., 2017): with ``auto_scale_lr=dict(enable=True, base_batch_size=B)``
     multiply every param group's ``lr`` by ``batch_size * world_size / B`` (total batch over the base one).
+    Delegates to ``kiln.optim.scale_lr``.
 
     Returns:
         The ratio, or None when scaling is disabled.
@@ -293,21 +295,8 @@ def scale_lr(optim_wrapper: Any, auto_scale_lr: dict | None, batch_size: int, wo
     Raises:
         KeyError: ``enable=True`` without ``base_batch_size``.
     """
-    if not auto_scale_lr or not auto_scale_lr.get('enable', False):
-        return None
-    if 'base_batch_size' not in auto_scale_lr:
-        raise KeyError('auto_scale_lr: enable=True needs base_batch_size (the total batch size the learning '
-                       'rate was tuned for)')
-    real_bs = batch_size * world_size
-    ratio = real_bs / float(auto_scale_lr['base_batch_size'])
-    wrappers = optim_wrapper.values() if hasattr(optim_wrapper, 'values') else [optim_wrapper]
-    for wrapper in wrappers:
-        for group in wrapper.optimizer.param_groups:
-            group['lr'] = group['lr'] * ratio
-    if logger is not None:
-        logger.info(f"auto_scale_lr: total batch size {real_bs} vs base {auto_scale_lr['base_batch_size']}: "
-                    f'learning rates scaled by {ratio:g}')
-    return ratio
+    from kiln.optim import scale_lr as _scale_lr
+    return _scale_lr(optim_wrapper, auto_scale_lr, batch_size * world_size, logger)
 
 
 # --------------------------------------------------------------------------------------- logging
@@ -325,10 +314,14 @@ def build_log_processor(cfg: Any, by_epoch: bool | None = None) -> Any:
 
 def build_visualizer(cfg: Any, name: str, save_dir: str) -> Any:
     """Build the run's Visualizer (default: ``Visualizer`` with a ``LocalVisBackend``), with ``name`` and
-    ``save_dir`` as defaults; a built visualizer is returned unchanged."""
+    ``save_dir`` as defaults; a built visualizer is returned unchanged. On ranks other than 0 the visualizer
+    gets no backends (only rank 0 writes scalars, images and the config)."""
     if cfg is not None and not isinstance(cfg, dict):
         return cfg
     cfg = _plain(cfg or dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]))
+    from kiln.dist import is_main_process
+    if not is_main_process():  # only rank 0 writes to the visualization backends
+        cfg['vis_backends'] = None
     cfg.setdefault('type', 'Visualizer')
     cfg.setdefault('name', name)
     cfg.setdefault('save_dir', save_dir)

@@ -24,7 +24,7 @@ from kiln.fileio import atomic_write
 
 __all__ = ['CheckpointError', 'save_checkpoint', 'weights_to_cpu', 'get_state_dict',
            'load_state_dict', 'LoadStateDictResult', 'load_checkpoint', 'find_latest_checkpoint',
-           'write_last_checkpoint']
+           'write_last_checkpoint', 'publish_checkpoint']
 
 _SCALAR_TYPES = (str, int, float, bool, type(None), bytes, torch.Size, torch.dtype, torch.device)
 _KEY_TYPES = (str, int, float, bool, type(None))
@@ -72,7 +72,8 @@ def save_checkpoint(checkpoint: dict, filename: str | os.PathLike) -> None:
     ``torch.load(weights_only=True)`` accepts. Local files are written to a temporary file
     in the same directory, fsynced and renamed over ``filename``, so an interrupted or
     failed save never leaves a partial checkpoint (an existing file stays intact). Parent
-    directories are created. ``scheme://`` URLs are written through fsspec (not atomic).
+    directories are created. ``scheme://`` URLs (``s3://``, ``gs://``, ``memory://``...) are written through
+    fsspec in a single put of the complete bytes (object stores make an object visible only once complete).
 
     Args:
         checkpoint: The checkpoint dict (see docs/architecture.md for its keys).
@@ -87,11 +88,9 @@ def save_checkpoint(checkpoint: dict, filename: str | os.PathLike) -> None:
     _check_plain(checkpoint, '')
     name = os.fspath(filename)
     if _is_url(name):
-        import fsspec
         buf = io.BytesIO()
         torch.save(checkpoint, buf)
-        with fsspec.open(name, 'wb') as f:
-            f.write(buf.getvalue())
+        _put_url(name, buf.getvalue())
         return
     with atomic_write(_local(name), 'wb') as f:
         torch.save(checkpoint, f)
@@ -143,7 +142,7 @@ class LoadStateDictResult(NamedTuple):
 
 
 def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
-                    logger: logging.Logger | None = None) -> LoadStateDictResult:
+                    logger: logging.Logger | None = None, source: str | None = None) -> LoadStateDictResult:
     """Load ``state_dict`` into ``module`` (unwrapped), reporting all differences at once.
 
     Tensors whose shape differs from the model's are skipped (not loaded, no crash).
@@ -154,12 +153,15 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
         state_dict: ``{name: tensor}``.
         strict: Raise instead of warning when anything differs.
         logger: Where the warning goes (``logger.warning``); ``warnings.warn`` when None.
+        source: Name of the file the weights come from; named in the message.
 
     Returns:
         The missing, unexpected and shape-mismatched keys.
 
     Raises:
-        RuntimeError: ``strict`` and the keys/shapes differ (after loading what matches).
+        CheckpointError (a RuntimeError): ``strict`` and the keys/shapes differ (after loading what matches);
+            the first line names ``source`` and the first problem, the next lines list all of them. Also
+            without ``strict`` when not a single key matches (a checkpoint of another model).
     """
     module = _unwrap(module)
     own = module.state_dict(keep_vars=True)
@@ -175,6 +177,11 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
     metadata = getattr(state_dict, '_metadata', None)
     if metadata is not None:
         filtered._metadata = metadata  # type: ignore[attr-defined]
+    if state_dict and own and not strict and not any(k in own for k in filtered):
+        where = f"checkpoint '{source}'" if source else 'the state dict'
+        raise CheckpointError(f'{where} does not belong to this model: none of its {len(state_dict)} keys '
+                              f'is a key of the model (first checkpoint key {next(iter(state_dict))!r}, first '
+                              f'model key {next(iter(own))!r}); pass revise_keys to rename them')
     incompatible = module.load_state_dict(filtered, strict=False)
     skipped = {k for k, _, _ in mismatched}
     result = LoadStateDictResult([k for k in incompatible.missing_keys if k not in skipped],
@@ -186,9 +193,13 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
     if result.missing_keys:
         lines.append('missing keys in source state_dict: ' + ', '.join(result.missing_keys))
     if lines:
-        msg = '\n'.join(['The model and loaded state dict do not match exactly', *lines])
+        where = f"checkpoint '{source}'" if source else 'The loaded state dict'
+        n = len(mismatched) + len(result.unexpected_keys) + len(result.missing_keys)
+        head = (f'{where} does not match the model exactly ({n} differing keys); first: {lines[0][:300]}'
+                if source else 'The model and loaded state dict do not match exactly')
+        msg = '\n'.join([head, *lines])
         if strict:
-            raise RuntimeError(msg)
+            raise CheckpointError(msg)
         if logger is not None:
             logger.warning(msg)
         else:
@@ -259,13 +270,39 @@ def _load_checkpoint(filename: str | os.PathLike, map_location: Any = 'cpu') -> 
         import fsspec
         with fsspec.open(name, 'rb') as f:
             data = f.read()
+        if name.endswith('.safetensors'):
+            return _safetensors_load(data, name, map_location)
         return _torch_load(io.BytesIO(data), name, map_location)
     path = _local(name)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint file '{path}' does not exist")
     if os.path.isdir(path):
         raise IsADirectoryError(f"checkpoint path '{path}' is a directory, expected a file")
+    if path.endswith('.safetensors'):
+        return _safetensors_load(Path(path).read_bytes(), name, map_location)
     return _torch_load(path, name, map_location)
+
+
+def _safetensors_load(data: bytes, name: str, map_location: Any) -> dict:
+    """``dict(state_dict=..., meta=...)`` from the bytes of a ``.safetensors`` file (see publish_checkpoint)."""
+    import json
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+    try:
+        state_dict = st_load(data)
+        n = int.from_bytes(data[:8], 'little')
+        header = json.loads(data[8:8 + n]).get('__metadata__', {}) or {}
+    except (SafetensorError, ValueError, json.JSONDecodeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        err = CheckpointError(f"checkpoint '{name}' is truncated, corrupt or not a safetensors file "
+                              f'({type(e).__name__}: {first})')
+    else:
+        if map_location not in (None, 'cpu'):
+            state_dict = {k: v.to(map_location) for k, v in state_dict.items()}
+        meta = json.loads(header['kiln_meta']) if 'kiln_meta' in header else {}
+        return dict(meta=meta, state_dict=OrderedDict(state_dict))
+    raise err
 
 
 def load_checkpoint(model: nn.Module, filename: str | os.PathLike, map_location: Any = 'cpu',
@@ -285,7 +322,7 @@ def load_checkpoint(model: nn.Module, filename: str | os.PathLike, map_location:
     Raises:
         FileNotFoundError, CheckpointError: See :func:`_load_checkpoint`.
         TypeError: The file does not hold a dict.
-        RuntimeError: ``strict`` and keys/shapes differ.
+        CheckpointError: ``strict`` and keys/shapes differ (the message names the file and the first one).
     """
     checkpoint = _load_checkpoint(filename, map_location)
     if not isinstance(checkpoint, dict):
@@ -299,7 +336,7 @@ def load_checkpoint(model: nn.Module, filename: str | os.PathLike, map_location:
             metadata = OrderedDict((re.sub(pattern, repl, k), v) for k, v in metadata.items())
     if metadata is not None:
         state_dict._metadata = metadata  # type: ignore[attr-defined]
-    load_state_dict(model, state_dict, strict=strict, logger=logger)
+    load_state_dict(model, state_dict, strict=strict, logger=logger, source=os.fspath(filename))
     return checkpoint
 
 
@@ -307,21 +344,23 @@ def load_checkpoint(model: nn.Module, filename: str | os.PathLike, map_location:
 def find_latest_checkpoint(work_dir: str | os.PathLike) -> str | None:
     """The checkpoint path recorded in ``<work_dir>/last_checkpoint``, or None.
 
-    A relative path that does not exist from the current directory is tried relative to
-    ``work_dir``. Returns None (with a warning) when the recorded local file is missing,
-    and None when there is no ``last_checkpoint`` file or it is empty.
+    ``work_dir`` may be a local path or an fsspec URL (``memory://``, ``s3://``...). A relative recorded path
+    that does not exist from the current directory is tried relative to ``work_dir``. Returns None (with a
+    warning) when the recorded file is missing, and None when there is no ``last_checkpoint`` file or it is
+    empty.
     """
-    record = Path(work_dir) / _LAST_CHECKPOINT
-    if not record.is_file():
+    work_dir = os.fspath(work_dir)
+    record = _join_path(work_dir, _LAST_CHECKPOINT)
+    if not _exists(record):
         return None
-    path = record.read_text(encoding='utf-8').strip()
+    path = _read_text(record).strip()
     if not path:
         return None
-    if _is_url(path) or os.path.exists(path):
+    if _exists(path):
         return path
-    candidate = Path(work_dir) / path
-    if not os.path.isabs(path) and candidate.exists():
-        return str(candidate)
+    candidate = _join_path(work_dir, path)
+    if not _is_url(path) and not os.path.isabs(path) and _exists(candidate):
+        return candidate
     warnings.warn(f"{record} names '{path}', which does not exist; no checkpoint to resume from",
                   stacklevel=2)
     return None
@@ -329,6 +368,101 @@ def find_latest_checkpoint(work_dir: str | os.PathLike) -> str | None:
 
 def write_last_checkpoint(work_dir: str | os.PathLike, path: str | os.PathLike) -> None:
     """Atomically record ``path`` in ``<work_dir>/last_checkpoint`` (call it only after the
-    checkpoint itself is saved)."""
-    with atomic_write(Path(work_dir) / _LAST_CHECKPOINT, 'w') as f:
+    checkpoint itself is saved). ``work_dir`` may be an fsspec URL (single put)."""
+    work_dir = os.fspath(work_dir)
+    if _is_url(work_dir):
+        _put_url(_join_path(work_dir, _LAST_CHECKPOINT), os.fspath(path).encode('utf-8'))
+        return
+    with atomic_write(Path(_local(work_dir)) / _LAST_CHECKPOINT, 'w') as f:
         f.write(os.fspath(path))
+
+
+# ---------------------------------------------------------------------------- publishing
+_PUBLISHED_META = ('kiln_version', 'torch_version', 'dataset_meta', 'epoch', 'iter', 'seed', 'experiment_name',
+                   'cfg')
+
+
+def publish_checkpoint(in_file: str | os.PathLike, out_file: str | os.PathLike,
+                       use_safetensors: bool | None = None) -> str:
+    """Write a weights-only release file of a training checkpoint; returns its final path.
+
+    Only the model weights (``state_dict``, CPU) and a short ``meta`` (kiln / torch versions, dataset_meta,
+    epoch, iter, seed, experiment name, config text) are kept: optimizer, schedulers, message hub, hook and
+    RNG states are dropped. The file name gets the first 8 hex digits of the SHA-256 of its content, as
+    MMEngine's ``publish_model``: ``out_file='fcos_bccd.pth'`` -> ``fcos_bccd-1a2b3c4d.pth``. With
+    ``use_safetensors`` (default: when ``out_file`` ends in ``.safetensors``) the weights are written in the
+    safetensors format (the meta as JSON in its header); ``load_checkpoint`` / ``load_from`` read both.
+    ``out_file`` may be an fsspec URL. Writes are atomic for local files.
+
+    Raises:
+        FileNotFoundError / CheckpointError: ``in_file`` cannot be read.
+        KeyError: ``in_file`` holds no ``state_dict`` and is not a bare state dict of tensors.
+    """
+    import hashlib
+
+    checkpoint = _load_checkpoint(in_file, 'cpu')
+    name = os.fspath(in_file)
+    if not isinstance(checkpoint, dict):
+        raise KeyError(f"checkpoint '{name}' holds a {type(checkpoint).__name__}, expected a dict")
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    bad = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise KeyError(f"checkpoint '{name}' has no 'state_dict' of tensors (key {bad[0]!r} is a "
+                       f'{type(state_dict[bad[0]]).__name__}); keys: {sorted(checkpoint)[:8]}')
+    meta = {k: v for k, v in checkpoint.get('meta', {}).items() if k in _PUBLISHED_META}
+    out = os.fspath(out_file)
+    if use_safetensors is None:
+        use_safetensors = out.endswith('.safetensors')
+    if use_safetensors:
+        import json
+
+        from safetensors.torch import save as st_save
+        tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+        data = st_save(tensors, metadata=dict(format='pt', kiln_meta=json.dumps(meta, default=str)))
+        ext = '.safetensors'
+    else:
+        buf = io.BytesIO()
+        torch.save(dict(meta=meta, state_dict=weights_to_cpu(state_dict)), buf)
+        data, ext = buf.getvalue(), '.pth'
+    stem = out[:-len('.safetensors')] if out.endswith('.safetensors') else os.path.splitext(out)[0]
+    final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}{ext}'
+    if _is_url(final):
+        _put_url(final, data)
+    else:
+        with atomic_write(_local(final), 'wb') as f:
+            f.write(data)
+    return final
+
+
+# ---------------------------------------------------------------------------- fsspec helpers
+def _join_path(directory: str, name: str) -> str:
+    return directory.rstrip('/') + '/' + name if _is_url(directory) else os.path.join(_local(directory), name)
+
+
+def _exists(path: str) -> bool:
+    if _is_url(path):
+        import fsspec
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.isfile(p)
+    return os.path.isfile(_local(path))
+
+
+def _read_text(path: str) -> str:
+    if _is_url(path):
+        import fsspec
+        with fsspec.open(path, 'r', encoding='utf-8') as f:
+            return f.read()
+    return Path(_local(path)).read_text(encoding='utf-8')
+
+
+def _put_url(url: str, data: bytes) -> None:
+    """Write ``data`` to an fsspec URL in one put (parent "directories" created where the store has them)."""
+    import fsspec
+    fs, path = fsspec.core.url_to_fs(url)
+    parent = path.rsplit('/', 1)[0] if '/' in path else ''
+    if parent:
+        try:
+            fs.makedirs(parent, exist_ok=True)
+        except (OSError, NotImplementedError):  # object stores have no directories
+            pass
+    fs.pipe_file(path, data)

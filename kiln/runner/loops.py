@@ -9,6 +9,8 @@ import torch
 from kiln.hooks.sampler_seed_hook import get_sampler
 from kiln.registry import LOOPS
 
+from .val_loss import LossAverager, compute_batch_loss
+
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
 
@@ -194,8 +196,9 @@ class EpochBasedTrainLoop(_TrainLoop):
         runner.model.train()
         start = self._iter - self._epoch * len(self.dataloader)
         start = start if 0 < start < len(self.dataloader) else 0
+        skipped = self._skip(start)  # before iter(dataloader): workers start fetching at once
         batches = enumerate(self.dataloader, start=start)
-        if start and not self._skip(start):
+        if start and not skipped:
             runner.logger.warning(f'resume: the sampler cannot skip, so {start} batches are loaded and dropped')
             batches = _drop(enumerate(self.dataloader), start)
         for idx, data_batch in batches:
@@ -296,12 +299,16 @@ class _EvalLoop(BaseLoop):
 
     mode = 'val'
 
-    def __init__(self, runner: Runner, dataloader: Any, evaluator: Any, fp16: bool = False) -> None:
+    def __init__(self, runner: Runner, dataloader: Any, evaluator: Any, fp16: bool = False,
+                 compute_loss: bool = False) -> None:
         super().__init__(runner, dataloader)
-        if evaluator is None:
+        self.compute_loss = compute_loss
+        self._loss_averager = None
+        if evaluator is None and not compute_loss:
             raise ValueError(f'{self.mode}_evaluator is required when {self.mode}_dataloader is set '
-                             f"(e.g. {self.mode}_evaluator=dict(type='CocoMetric', ...))")
-        self.evaluator = runner.build_evaluator(evaluator)
+                             f"(e.g. {self.mode}_evaluator=dict(type='CocoMetric', ...)), unless "
+                             f'{self.mode}_cfg has compute_loss=True')
+        self.evaluator = runner.build_evaluator(evaluator if evaluator is not None else [])  # [] -> loss only
         self.evaluator.logger = runner.logger
         metainfo = getattr(getattr(self.dataloader, 'dataset', None), 'metainfo', None)
         if metainfo is not None:
@@ -320,9 +327,12 @@ class _EvalLoop(BaseLoop):
         runner.call_hook(f'before_{mode}')
         runner.call_hook(f'before_{mode}_epoch')
         model.eval()
+        self._loss_averager = LossAverager() if self.compute_loss else None
         for idx, data_batch in enumerate(self.dataloader):
             self.run_iter(idx, data_batch)
         metrics = self.evaluator.evaluate(len(self.dataloader.dataset))
+        if self._loss_averager is not None:  # f'{mode}/loss' and each term, averaged over the samples
+            metrics = {**metrics, **self._loss_averager.compute(prefix=f'{mode}/')}
         runner.call_hook(f'after_{mode}_epoch', metrics=metrics)
         runner.call_hook(f'after_{mode}')
         model.train(was_training)
@@ -336,6 +346,8 @@ class _EvalLoop(BaseLoop):
         runner.call_hook(f'before_{mode}_iter', batch_idx=idx, data_batch=data_batch)
         with _autocast(runner.model, self.fp16):
             outputs = getattr(runner.model, f'{mode}_step')(data_batch)
+            if self._loss_averager is not None:
+                self._loss_averager.update(*compute_batch_loss(runner.model, data_batch))
         self.evaluator.process(data_samples=outputs, data_batch=data_batch)
         runner.call_hook(f'after_{mode}_iter', batch_idx=idx, data_batch=data_batch, outputs=outputs)
 
@@ -363,9 +375,15 @@ class ValLoop(_EvalLoop):
         runner / dataloader: see ``BaseLoop``.
         evaluator: an Evaluator, or metric config(s) built with ``runner.build_evaluator``.
         fp16: run ``val_step`` under autocast (float16 on CUDA, bfloat16 on CPU).
+        compute_loss: also run the model in loss mode on every batch (no gradients; normalisation and dropout
+            layers in eval mode, see ``kiln.runner.val_loss.loss_mode``) and add ``val/loss`` and each
+            ``val/<term>`` (averaged over the samples, weighted by batch size) to the metrics, so hooks can
+            monitor them (``EarlyStoppingHook(monitor='val/loss')``, ``CheckpointHook(save_best='val/loss')``).
+            The validation pipeline must load the annotations. With ``compute_loss`` the evaluator is optional
+            (the metrics are then the losses only).
 
     Raises:
-        ValueError: ``evaluator`` is None.
+        ValueError: ``evaluator`` is None (and no ``compute_loss``).
     """
 
     mode = 'val'

@@ -14,17 +14,20 @@ import torch
 from torch import nn
 
 from kiln.config import Config
-from kiln.dist import get_dist_info, is_main_process
+from kiln.dist import get_dist_info, is_main_process, rank_log_files
 from kiln.logging import MessageHub, close_logger, get_logger
+from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save
 from kiln.registry import RUNNERS, init_default_scope
 
 from . import builders as B
+from . import session as S
 from .checkpoint import _load_checkpoint, find_latest_checkpoint
 from .checkpoint import save_checkpoint as _save_checkpoint
 from .env import make_timestamp, set_random_seed, setup_env
+from .model_options import apply_model_options
 from .priority import get_priority
 from .startup import hooks_info, log_start
-from .state import apply_weights, build_checkpoint, restore_training_state
+from .state import apply_weights, build_checkpoint, check_training_checkpoint, restore_training_state
 
 __all__ = ['Runner']
 
@@ -68,15 +71,20 @@ class Runner:
         resume: True: resume from ``work_dir/last_checkpoint`` (or from ``load_from`` when set, as MMEngine);
             a path: resume from that file. Resuming restores weights, optimizer, schedulers, message hub, hook
             states, RNG states and the loop position.
-        launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``. Distributed runs wrap the model per
+            ``model_wrapper_cfg`` (default DDP; ``dict(type='FSDP')``), honour the config keys
+            ``find_unused_parameters`` and ``sync_bn``, and write files on rank 0 only (docs/distributed.md).
         env_cfg: ``dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend=
             'nccl'))``.
-        log_processor: LogProcessor or config. log_level: ``'INFO'``, ``'DEBUG'``...
+        log_processor: LogProcessor or config. log_level: ``'INFO'``, ``'DEBUG'``... (``'DEBUG'``, or the config
+            key ``log_cfg=dict(distributed=True)``, makes every rank write its own log file; docs/distributed.md).
         visualizer: Visualizer or config (default ``Visualizer`` with a ``LocalVisBackend``).
         default_scope: registry scope, e.g. ``'kiln.det'`` (``kiln.registry.init_default_scope`` imports it).
         randomness: ``dict(seed=None | int, diff_rank_seed=False, deterministic=False)``.
         experiment_name: default ``<config name>_<timestamp>`` or ``<timestamp>``.
-        cfg: the full config (dumped to the work dir, logged and stored in checkpoints).
+        cfg: the full config (dumped to the work dir, logged and stored in checkpoints). Its ``compile`` (True
+            or a dict of ``torch.compile`` arguments) and ``activation_checkpointing`` (submodule names) keys
+            are applied to the model when it is built (``kiln.runner.model_options``).
 
     Raises:
         RuntimeError: ``train()`` / ``val()`` / ``test()`` without the parts they need (the message says which).
@@ -120,8 +128,9 @@ class Runner:
         self._experiment_name = experiment_name
         self._log_dir = osp.join(self._work_dir, self._timestamp)
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{self._timestamp}.log'),
-                                  log_level=log_level)
+                                  log_level=log_level, distributed=rank_log_files(log_level, self.cfg))
         self.message_hub = MessageHub(name=experiment_name)
+        self._visualizer_cfg, self._log_level = visualizer, log_level  # for new_session()
         self.visualizer = B.build_visualizer(visualizer, experiment_name, osp.join(self._log_dir, 'vis_data'))
         self.log_processor = B.build_log_processor(log_processor, by_epoch=_loop_by_epoch(train_cfg))
         self._hooks: list[Any] = []
@@ -157,8 +166,10 @@ class Runner:
                    cfg=cfg)
 
     # ------------------------------------------------------------------------------------- properties
-    work_dir = property(lambda self: self._work_dir, doc='Absolute output directory.')
-    log_dir = property(lambda self: self._log_dir, doc='``work_dir/<timestamp>``: text log and vis_data.')
+    work_dir = property(lambda self: self._work_dir, lambda self, d: S.set_work_dir(self, d),
+                        doc='Absolute output directory (settable between experiments, see session.set_work_dir).')
+    log_dir = property(lambda self: self._log_dir, lambda self, d: S.set_log_dir(self, d),
+                       doc='``work_dir/<timestamp>``: text log and vis_data (setting it starts a new session).')
     timestamp = property(lambda self: self._timestamp, doc='``YYYYmmdd_HHMMSS`` of this run.')
     experiment_name = property(lambda self: self._experiment_name)
     logger = property(lambda self: self._logger, doc="This runner's ``logging.Logger``.")
@@ -179,7 +190,8 @@ class Runner:
     def model(self) -> nn.Module:
         """The model: built from its config on first access, moved to the device and wrapped (DDP)."""
         if self._model is None:
-            self._model = self.wrap_model(self.cfg.get('model_wrapper_cfg'), self.build_model(self._model_src))
+            model = apply_model_options(self.build_model(self._model_src), self.cfg, self.logger)
+            self._model = self.wrap_model(self.cfg.get('model_wrapper_cfg'), model)
         return self._model
 
     @model.setter
@@ -314,6 +326,9 @@ class Runner:
             return
         if hasattr(model, 'init_weights'):
             model.init_weights()
+            if hasattr(model, 'format_init_report'):  # which initialiser set each parameter (BaseModule)
+                self.logger.debug('Parameter initialisation:\n' + model.format_init_report())
+            broadcast_module_state(model)  # distributed: every rank starts from rank 0's weights
         self._inited_model = model
 
     # ---------------------------------------------------------------------------------------- hooks
@@ -361,9 +376,11 @@ class Runner:
                         save_param_scheduler: bool = True, meta: dict | None = None) -> None:
         """Write ``out_dir/filename`` (rank 0 only) after the ``before_save_checkpoint`` hooks; layout in
         docs/architecture.md. ``meta`` adds keys to the checkpoint's meta."""
+        if not is_main_process() and not needs_all_ranks_to_save(self.model):
+            return
+        checkpoint = build_checkpoint(self, save_optimizer, save_param_scheduler, meta)  # FSDP: gathers shards
         if not is_main_process():
             return
-        checkpoint = build_checkpoint(self, save_optimizer, save_param_scheduler, meta)
         self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
         _save_checkpoint(checkpoint, osp.join(out_dir, filename))
 
@@ -379,7 +396,7 @@ class Runner:
         if not isinstance(checkpoint, dict):
             raise TypeError(f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, expected a dict')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-        apply_weights(self.model, checkpoint, strict, revise_keys, self.logger)
+        apply_weights(self.model, checkpoint, strict, revise_keys, self.logger, source=str(filename))
         self._has_loaded = True
         self._inited_model = B.unwrap_model(self.model)  # loaded weights must not be re-initialised later
         self.logger.info(f'Load checkpoint from {filename}')
@@ -395,13 +412,14 @@ class Runner:
             KeyError: the file is not a training checkpoint (no ``meta``).
         """
         checkpoint = _load_checkpoint(filename, map_location)
+        check_training_checkpoint(checkpoint, str(filename))
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         seed = checkpoint.get('meta', {}).get('seed')
         if seed is not None and seed != self._seed:
             self.logger.warning(f'the checkpoint was trained with seed {seed}, this run has {self._seed}: '
                                 f'using {seed}')
             self._reseed(seed)
-        apply_weights(self.model, checkpoint, logger=self.logger)
+        apply_weights(self.model, checkpoint, strict=True, logger=self.logger, source=str(filename))
         restore_training_state(self, checkpoint, resume_optimizer, resume_param_scheduler)
         self._has_loaded = True
         self._inited_model = B.unwrap_model(self.model)
@@ -414,6 +432,22 @@ class Runner:
         sampler = get_sampler(self._train_loop.dataloader) if self._train_loop is not None else None
         if getattr(sampler, 'seed', None) == old:
             sampler.seed = seed
+
+    # ------------------------------------------------------------- reuse across experiments (session.py)
+    def reset_model(self) -> nn.Module:
+        """Fresh model (``init_cfg`` re-applied, ``load_from`` reloaded), optimizer wrapper and schedulers;
+        loop counters reset. See ``kiln.runner.session.reset_model``."""
+        return S.reset_model(self)
+
+    def set_dataloader(self, split: str, data: Any) -> None:
+        """Rebuild the ``'train'`` / ``'val'`` / ``'test'`` dataloader around a dataset, dataset config,
+        dataloader config or DataLoader. See ``kiln.runner.session.set_dataloader``."""
+        S.set_dataloader(self, split, data)
+
+    def new_session(self, name: str | None = None) -> None:
+        """Close the log file and visualizer backends and open new ones in ``work_dir/<new timestamp>``
+        (fresh message hub, ``experiment_name = name``). See ``kiln.runner.session.new_session``."""
+        S.new_session(self, name)
 
     # -------------------------------------------------------------------------- builders (MMEngine API)
     @staticmethod
@@ -429,7 +463,8 @@ class Runner:
     def wrap_model(self, model_wrapper_cfg: dict | None, model: nn.Module) -> nn.Module:
         """Move ``model`` to the device (CUDA if available, else CPU) and wrap it for distributed training."""
         device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
-        return B.wrap_model(model.to(device), self._distributed, model_wrapper_cfg)
+        return B.wrap_model(model.to(device), self._distributed, model_wrapper_cfg,
+                            self.cfg.get('find_unused_parameters', False), self.cfg.get('sync_bn'))
 
     def build_evaluator(self, evaluator: Any) -> Any:
         """See ``kiln.runner.builders.build_evaluator``."""

@@ -14,7 +14,8 @@ from .env import get_rng_state, set_rng_state
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Runner
 
-__all__ = ['build_checkpoint', 'apply_weights', 'restore_training_state', 'hook_states', 'to_plain']
+__all__ = ['build_checkpoint', 'apply_weights', 'restore_training_state', 'check_training_checkpoint', 'hook_states',
+           'to_plain']
 
 
 def to_plain(value: Any) -> Any:
@@ -97,17 +98,19 @@ def build_checkpoint(runner: Runner, save_optimizer: bool = True, save_param_sch
 
 
 def apply_weights(model: torch.nn.Module, checkpoint: dict, strict: bool = False,
-                  revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''),), logger: Any = None) -> None:
+                  revise_keys: Sequence[tuple[str, str]] = ((r'^module\.', ''),), logger: Any = None,
+                  source: str | None = None) -> None:
     """Load ``checkpoint['state_dict']`` (or the whole dict when it is a bare state dict) into the unwrapped
     ``model`` after rewriting its keys with each ``(pattern, replacement)`` of ``revise_keys`` (``re.sub``).
 
     Raises:
-        RuntimeError: ``strict`` and keys or shapes differ (see ``kiln.runner.checkpoint.load_state_dict``).
+        CheckpointError: ``strict`` and keys or shapes differ, or no key matches (see
+            ``kiln.runner.checkpoint.load_state_dict``); the message names ``source`` (the file).
     """
     state_dict = checkpoint.get('state_dict', checkpoint)
     for pattern, repl in revise_keys:
         state_dict = OrderedDict((re.sub(pattern, repl, k), v) for k, v in state_dict.items())
-    load_state_dict(model, state_dict, strict=strict, logger=logger)
+    load_state_dict(model, state_dict, strict=strict, logger=logger, source=source)
 
 
 def restore_training_state(runner: Runner, checkpoint: dict, resume_optimizer: bool = True,
@@ -119,9 +122,7 @@ def restore_training_state(runner: Runner, checkpoint: dict, resume_optimizer: b
         KeyError: the checkpoint has no ``meta`` (not a training checkpoint), or its scheduler list does not
             match the configured schedulers.
     """
-    if 'meta' not in checkpoint:
-        raise KeyError(f'cannot resume: the checkpoint has no "meta" (keys: {sorted(checkpoint)}); it is not a '
-                       'training checkpoint, use load_from to load its weights')
+    check_training_checkpoint(checkpoint)
     meta = checkpoint['meta']
     runner.train_loop.load_progress(meta.get('epoch', 0), meta.get('iter', 0))
     if 'message_hub' in checkpoint:
@@ -136,6 +137,19 @@ def restore_training_state(runner: Runner, checkpoint: dict, resume_optimizer: b
             hook.load_state_dict(states[name])
     if 'rng_state' in checkpoint:
         set_rng_state(checkpoint['rng_state'])
+
+
+def check_training_checkpoint(checkpoint: Any, source: str | None = None) -> None:
+    """Raise unless ``checkpoint`` is a training checkpoint (a dict with ``meta`` and ``state_dict``).
+
+    Raises:
+        KeyError: naming ``source`` and the keys found (a bare state dict or a published weights file).
+    """
+    where = f"'{source}'" if source else 'the checkpoint'
+    if not isinstance(checkpoint, dict) or 'meta' not in checkpoint or 'state_dict' not in checkpoint:
+        keys = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise KeyError(f'cannot resume from {where}: it has no "meta" / "state_dict" (found {keys}); it is not '
+                       'a training checkpoint, use load_from to load its weights')
 
 
 def _load_schedulers(schedulers: Any, states: Any) -> None:
