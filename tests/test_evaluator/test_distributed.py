@@ -25,7 +25,7 @@ def _worker(rank, world, init_file, out_dir):
 
         sampler = DefaultSampler(list(range(7)), shuffle=True, seed=None)  # seed shared from rank 0
         metric = Collect()
-        metric.process(None, list(sampler))  # each rank "predicts" its indices
+        metric.process(None, [int(i) for i in sampler])  # each rank "predicts" its indices (plain ints)
         res = metric.evaluate(7)
 
         class M(BaseModel):
