@@ -49,17 +49,23 @@ def pseudo_collate(data_batch: Sequence) -> Any:
     if isinstance(item, tuple) and hasattr(item, '_fields'):  # namedtuple
         return type(item)(*(pseudo_collate(s) for s in zip(*data_batch)))
     if isinstance(item, Sequence) and not isinstance(item, BaseDataElement):
-        _check_same_length(data_batch, 'pseudo_collate')
-        transposed = [pseudo_collate(list(s)) for s in zip(*data_batch)]
-        if isinstance(item, tuple):
-            return transposed
-        try:
-            return type(item)(transposed)
-        except TypeError:
-            return transposed
+        return _collate_sequences(data_batch, pseudo_collate)
     if isinstance(item, Mapping):
         return type(item)({k: pseudo_collate([d[k] for d in data_batch]) for k in item})
     return list(data_batch)
+
+
+def _collate_sequences(data_batch: Sequence, collate: Any) -> Any:
+    """Transpose a batch of equal-length sequences and collate each position with ``collate``; a tuple batch
+    gives a list (as torch does), other sequence types are rebuilt when their constructor takes a list."""
+    _check_same_length(data_batch, collate.__name__)
+    transposed = [collate(list(s)) for s in zip(*data_batch)]
+    if isinstance(data_batch[0], tuple):
+        return transposed
+    try:
+        return type(data_batch[0])(transposed)
+    except TypeError:
+        return transposed
 
 
 @FUNCTIONS.register_module()
@@ -76,14 +82,7 @@ def default_collate(data_batch: Sequence) -> Any:
     if isinstance(item, tuple) and hasattr(item, '_fields'):
         return type(item)(*(default_collate(s) for s in zip(*data_batch)))
     if isinstance(item, Sequence):
-        _check_same_length(data_batch, 'default_collate')
-        transposed = [default_collate(list(s)) for s in zip(*data_batch)]
-        if isinstance(item, tuple):
-            return transposed
-        try:
-            return type(item)(transposed)
-        except TypeError:
-            return transposed
+        return _collate_sequences(data_batch, default_collate)
     if isinstance(item, Mapping):
         return type(item)({k: default_collate([d[k] for d in data_batch]) for k in item})
     return _torch_default_collate(data_batch)
