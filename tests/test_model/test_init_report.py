@@ -82,13 +82,10 @@ def test_pretrained_prefix_and_revise_keys_reported(tmp_path):
 
 
 def test_runner_logs_the_report_at_debug(tmp_path):
-    import importlib.util
     from pathlib import Path
 
     from kiln.runner import Runner
-    spec = importlib.util.spec_from_file_location('kiln_toy', Path(__file__).parents[1] / 'test_runner' / 'toy.py')
-    toy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(toy)
+    toy = _toy()
     kwargs = toy.runner_kwargs(tmp_path, max_epochs=1, val=False, log_level='DEBUG')
     kwargs['model'] = dict(type='CellNet', init_cfg=dict(type='Constant', val=0.0, layer='Linear'))
     kwargs['train_dataloader'] = toy.loader_cfg('train', n_images=1, max_per_class=2)
@@ -102,3 +99,15 @@ def test_runner_logs_the_report_at_debug(tmp_path):
     assert 'Parameter initialisation:' in text
     assert 'fc.weight - (3, 8): ConstantInit(' in text
     assert 'conv.weight - (8, 3, 3, 3): not initialised by init_cfg' in text
+
+
+def _toy():
+    """tests/test_runner/toy.py under the one module name every test uses (``test_runner.toy``): loading it
+    under another name would re-register its classes (force=True) and break other tests' isinstance checks."""
+    import sys
+    from pathlib import Path
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    if tests_dir not in sys.path:
+        sys.path.append(tests_dir)
+    from test_runner import toy
+    return toy

@@ -1,5 +1,4 @@
 """CosineRestart, OneCycle and ReduceOnPlateau schedulers: value sequences side by side with torch."""
-import importlib.util
 import math
 from pathlib import Path
 
@@ -149,11 +148,14 @@ def test_every_scheduler_registered_and_exported(name):
 
 
 def _toy():
-    path = Path(__file__).parents[1] / 'test_runner' / 'toy.py'
-    spec = importlib.util.spec_from_file_location('kiln_test_toy', path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """tests/test_runner/toy.py under the one module name every test uses (``test_runner.toy``): loading it
+    under another name would re-register its classes (force=True) and break other tests' isinstance checks."""
+    import sys
+    tests_dir = str(Path(__file__).resolve().parents[1])
+    if tests_dir not in sys.path:
+        sys.path.append(tests_dir)
+    from test_runner import toy
+    return toy
 
 
 def test_runner_steps_reduce_on_plateau_with_val_metrics(tmp_path):
