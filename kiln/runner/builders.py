@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from kiln.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HOOKS, LOG_PROCESSORS, LOOPS,
-                           MODEL_WRAPPERS, MODELS, PARAM_SCHEDULERS, VISUALIZERS)
+                           MODELS, PARAM_SCHEDULERS, VISUALIZERS)
 
 __all__ = ['build_dataloader', 'build_param_schedulers', 'build_hook', 'build_train_loop', 'build_eval_loop',
            'build_evaluator', 'build_model', 'wrap_model', 'unwrap_model', 'build_optim_wrapper', 'scale_lr',

@@ -82,7 +82,6 @@ def test_pretrained_prefix_and_revise_keys_reported(tmp_path):
 
 
 def test_runner_logs_the_report_at_debug(tmp_path):
-    from pathlib import Path
 
     from kiln.runner import Runner
     toy = _toy()

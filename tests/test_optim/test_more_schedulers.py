@@ -7,7 +7,7 @@ import torch
 from torch.optim import lr_scheduler as tls
 
 import kiln.optim as ko
-from kiln.optim import (CosineRestartLR, CosineRestartMomentum, CosineRestartParamScheduler, OneCycleLR,
+from kiln.optim import (CosineRestartLR, CosineRestartMomentum, OneCycleLR,
                         OptimWrapper, ReduceOnPlateauLR, ReduceOnPlateauMomentum, ReduceOnPlateauParamScheduler)
 from kiln.registry import PARAM_SCHEDULERS
 
