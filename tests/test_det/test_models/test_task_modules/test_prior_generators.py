@@ -36,3 +36,10 @@ def test_anchor_generator_retinanet_base_anchors():
     # cell (row 0, col 1) is shifted by one stride in x
     torch.testing.assert_close(anchors[0][9:18] - anchors[0][:9], torch.tensor([8., 0., 8., 0.]).expand(9, 4))
     assert math.isclose(float(anchors[1][3, 2]), 32.0)
+
+
+def test_anchor_valid_flags_repeat_the_cell_flag_for_each_base_anchor():
+    gen = MODELS.build(dict(type='AnchorGenerator', octave_base_scale=4, scales_per_octave=1,
+                            ratios=[0.5, 2.0], strides=[8]))
+    (flags,) = gen.valid_flags([(2, 3)], pad_shape=(16, 10))  # cells start at x=0, 8 (<10) and 16 (>=10)
+    assert flags.tolist() == [True, True, True, True, False, False] * 2

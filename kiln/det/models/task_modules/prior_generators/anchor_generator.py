@@ -1,7 +1,6 @@
 """Multi-level anchor boxes (Faster R-CNN / RetinaNet); MMDetection ``AnchorGenerator`` semantics."""
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -9,7 +8,7 @@ from torch import Tensor
 
 from kiln.registry import MODELS, TASK_UTILS
 
-from .point_generator import _pair
+from .point_generator import _pair, grid_valid_flags
 
 
 @TASK_UTILS.register_module()
@@ -118,13 +117,8 @@ class AnchorGenerator:
                     device: torch.device | str = 'cpu') -> list[Tensor]:
         """Bool (H_l * W_l * A_l,) per level: True for anchors whose cell lies inside ``pad_shape`` (h, w)."""
         flags = []
-        for i, (feat_h, feat_w) in enumerate(featmap_sizes):
-            stride_w, stride_h = self.strides[i]
-            valid_h = min(math.ceil(pad_shape[0] / stride_h), int(feat_h))
-            valid_w = min(math.ceil(pad_shape[1] / stride_w), int(feat_w))
-            vy = torch.arange(int(feat_h), device=device) < valid_h
-            vx = torch.arange(int(feat_w), device=device) < valid_w
-            cell = (vy[:, None] & vx[None, :]).reshape(-1)
+        for i, size in enumerate(featmap_sizes):
+            cell = grid_valid_flags(size, self.strides[i], pad_shape, device)
             flags.append(cell[:, None].expand(-1, self.num_base_priors[i]).reshape(-1))
         return flags
 

@@ -78,15 +78,20 @@ class MlvlPointGenerator:
     def valid_flags(self, featmap_sizes: Sequence[Sequence[int]], pad_shape: Sequence[int],
                     device: torch.device | str = 'cpu') -> list[Tensor]:
         """Bool (H_l * W_l,) per level: True where the cell lies inside ``pad_shape`` (h, w) of the image."""
-        flags = []
-        for i, (feat_h, feat_w) in enumerate(featmap_sizes):
-            stride_w, stride_h = self.strides[i]
-            valid_h = min(math.ceil(pad_shape[0] / stride_h), int(feat_h))
-            valid_w = min(math.ceil(pad_shape[1] / stride_w), int(feat_w))
-            vy = torch.arange(int(feat_h), device=device) < valid_h
-            vx = torch.arange(int(feat_w), device=device) < valid_w
-            flags.append((vy[:, None] & vx[None, :]).reshape(-1))
-        return flags
+        return [grid_valid_flags(size, self.strides[i], pad_shape, device) for i, size in enumerate(featmap_sizes)]
+
+
+def grid_valid_flags(featmap_size: Sequence[int], stride: Sequence[int], pad_shape: Sequence[int],
+                     device: torch.device | str = 'cpu') -> Tensor:
+    """Bool (H * W,) in row-major cell order: True where the cell of a (H, W) feature map with ``stride``
+    (w, h) in pixels starts inside ``pad_shape`` (h, w), i.e. not in padding added beyond the batch's images."""
+    feat_h, feat_w = int(featmap_size[0]), int(featmap_size[1])
+    stride_w, stride_h = stride
+    valid_h = min(math.ceil(pad_shape[0] / stride_h), feat_h)
+    valid_w = min(math.ceil(pad_shape[1] / stride_w), feat_w)
+    vy = torch.arange(feat_h, device=device) < valid_h
+    vx = torch.arange(feat_w, device=device) < valid_w
+    return (vy[:, None] & vx[None, :]).reshape(-1)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(strides={self.strides}, offset={self.offset})'
