@@ -91,10 +91,5 @@ class AnchorFreeHead(BaseDenseHead):
     def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One level (N, in_channels, H, W) -> (cls_score (N, C, H, W), bbox_pred (N, 4, H, W), cls_feat,
         reg_feat)."""
-        cls_feat = x
-        for conv in self.cls_convs:
-            cls_feat = conv(cls_feat)
-        reg_feat = x
-        for conv in self.reg_convs:
-            reg_feat = conv(reg_feat)
+        cls_feat, reg_feat = self.forward_towers(x)
         return self.conv_cls(cls_feat), self.conv_reg(reg_feat), cls_feat, reg_feat

@@ -32,6 +32,16 @@ class BaseDenseHead(BaseModule):
     iou_threshold=0.5)`` (class-aware, ``torchvision.ops.batched_nms``), ``max_per_img``.
     """
 
+    def forward_towers(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Run ``x`` (N, C, H, W) through the head's ``cls_convs`` and ``reg_convs`` towers (for heads that have
+        them, as RetinaNet and FCOS do); returns ``(cls_feat, reg_feat)``, each (N, feat_channels, H, W)."""
+        cls_feat = x
+        for conv in self.cls_convs:
+            cls_feat = conv(cls_feat)
+        reg_feat = x
+        for conv in self.reg_convs:
+            reg_feat = conv(reg_feat)
+        return cls_feat, reg_feat
     def loss(self, x: tuple[Tensor, ...], batch_data_samples: Sequence[Any]) -> dict[str, Tensor]:
         """Losses from neck features ``x`` (tuple of (N, C, H_l, W_l)) and data samples with ``gt_instances``
         (``bboxes`` float32 (K, 4) xyxy pixels of the input image, ``labels`` int64 (K,))."""

@@ -56,10 +56,5 @@ class RetinaHead(AnchorHead):
 
     def forward_single(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One level (N, in_channels, H, W) -> (cls_score (N, A * C, H, W), bbox_pred (N, A * 4, H, W))."""
-        cls_feat = x
-        for conv in self.cls_convs:
-            cls_feat = conv(cls_feat)
-        reg_feat = x
-        for conv in self.reg_convs:
-            reg_feat = conv(reg_feat)
+        cls_feat, reg_feat = self.forward_towers(x)
         return self.retina_cls(cls_feat), self.retina_reg(reg_feat)
