@@ -1,5 +1,6 @@
 """Model base classes, weight initialisation and data preprocessors."""
-from .averaged_model import BaseAveragedModel, ExponentialMovingAverage, MomentumAnnealingEMA
+from .averaged_model import (BaseAveragedModel, ExponentialMovingAverage, MomentumAnnealingEMA,
+                             StochasticWeightAverage)
 from .base_model import BaseModel
 from .base_module import BaseModule, ModuleList, Sequential
 from .base_tta_model import BaseTTAModel
@@ -12,7 +13,8 @@ from .weight_init import (BaseInit, Caffe2XavierInit, ConstantInit, KaimingInit,
 from .wrappers import (FullyShardedDataParallel, KilnDistributedDataParallel, convert_sync_batchnorm,
                        is_model_wrapper, revert_sync_batchnorm)
 
-__all__ = ['BaseAveragedModel', 'ExponentialMovingAverage', 'MomentumAnnealingEMA', 'BaseTTAModel', 'InitReport',
+__all__ = ['BaseAveragedModel', 'ExponentialMovingAverage', 'MomentumAnnealingEMA', 'StochasticWeightAverage',
+           'BaseTTAModel', 'InitReport',
            'BaseModel', 'BaseModule', 'ModuleList', 'Sequential', 'BaseDataPreprocessor', 'ImgDataPreprocessor',
            'BaseInit', 'Caffe2XavierInit', 'ConstantInit', 'KaimingInit', 'NormalInit', 'PretrainedInit',
            'TruncNormalInit', 'UniformInit', 'XavierInit', 'bias_init_with_prob', 'caffe2_xavier_init',

@@ -143,3 +143,29 @@ class MomentumAnnealingEMA(ExponentialMovingAverage):
     def avg_func(self, averaged: list[Tensor], source: list[Tensor], steps: int) -> None:
         momentum = max(self.momentum, self.gamma / (self.gamma + steps))
         torch._foreach_lerp_(averaged, source, momentum)
+
+
+@MODELS.register_module()
+class StochasticWeightAverage(BaseAveragedModel):
+    """Stochastic Weight Averaging: the equal-weight running mean of the parameters seen every ``interval``
+    calls, ``swa_n = swa_{n-1} + (param - swa_{n-1}) / (n + 1)`` (Izmailov et al., "Averaging Weights Leads to
+    Wider Optima and Better Generalization", UAI 2018).
+
+    The running mean is computed by ``torch.optim.swa_utils.get_swa_multi_avg_fn``; ``n`` is the number of
+    averages taken so far (``steps // interval``), as in MMEngine's ``StochasticWeightAverage``. Use it through
+    ``EMAHook(ema_type='StochasticWeightAverage', begin_epoch=...)`` or ``custom_hooks``; after training, BN
+    statistics of the averaged model may need ``torch.optim.swa_utils.update_bn``.
+
+    Args:
+        model, interval, device, update_buffers: see ``BaseAveragedModel``.
+    """
+
+    def __init__(self, model: nn.Module, interval: int = 1, device: torch.device | str | None = None,
+                 update_buffers: bool = False) -> None:
+        from torch.optim.swa_utils import get_swa_multi_avg_fn
+        super().__init__(model, interval, device, update_buffers)
+        self._swa_fn = get_swa_multi_avg_fn()
+
+    def avg_func(self, averaged: list[Tensor], source: list[Tensor], steps: int) -> None:
+        n_averaged = torch.tensor(steps // self.interval, device=averaged[0].device)
+        self._swa_fn(averaged, source, n_averaged)

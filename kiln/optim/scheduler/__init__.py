@@ -8,6 +8,7 @@ from .one_cycle import OneCycleLR, OneCycleParamScheduler
 from .param_scheduler import (INF, ConstantParamScheduler, CosineAnnealingParamScheduler,
                               ExponentialParamScheduler, LinearParamScheduler, MultiStepParamScheduler,
                               PolyParamScheduler, StepParamScheduler, _ParamScheduler)
+from .quadratic_warmup import QuadraticWarmupLR, QuadraticWarmupMomentum, QuadraticWarmupParamScheduler
 from .reduce_on_plateau import ReduceOnPlateauLR, ReduceOnPlateauMomentum, ReduceOnPlateauParamScheduler
 
 __all__ = ['ConstantLR', 'CosineAnnealingLR', 'ExponentialLR', 'LinearLR', 'MultiStepLR', 'PolyLR', 'StepLR',
@@ -17,4 +18,5 @@ __all__ = ['ConstantLR', 'CosineAnnealingLR', 'ExponentialLR', 'LinearLR', 'Mult
            'MultiStepParamScheduler', 'PolyParamScheduler', 'StepParamScheduler', '_ParamScheduler',
            'CosineRestartLR', 'CosineRestartMomentum', 'CosineRestartParamScheduler', 'OneCycleLR',
            'OneCycleParamScheduler', 'ReduceOnPlateauLR', 'ReduceOnPlateauMomentum',
-           'ReduceOnPlateauParamScheduler']
+           'ReduceOnPlateauParamScheduler', 'QuadraticWarmupLR', 'QuadraticWarmupMomentum',
+           'QuadraticWarmupParamScheduler']
