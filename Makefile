@@ -27,6 +27,7 @@ demo: $(VENV)/.installed
 	$(PY) tools/demo_summary.py $(DEMO_DIR)
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check kiln tests tools benchmarks examples
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 clean:
