@@ -1,4 +1,5 @@
 """Detection data structures."""
 from .det_data_sample import DetDataSample, OptSampleList, SampleList
+from .mask import BaseInstanceMasks, BitmapMasks, PolygonMasks
 
-__all__ = ['DetDataSample', 'SampleList', 'OptSampleList']
+__all__ = ['DetDataSample', 'SampleList', 'OptSampleList', 'BaseInstanceMasks', 'BitmapMasks', 'PolygonMasks']

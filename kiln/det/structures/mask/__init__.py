@@ -1,0 +1,6 @@
+"""Instance-mask structures (MMDetection 3.x ``mmdet.structures.mask`` names)."""
+from .structures import (BaseInstanceMasks, BitmapMasks, PolygonMasks, bitmap_to_polygon, mask2bbox,
+                         polygon_to_bitmap)
+
+__all__ = ['BaseInstanceMasks', 'BitmapMasks', 'PolygonMasks', 'bitmap_to_polygon', 'mask2bbox',
+           'polygon_to_bitmap']
