@@ -216,8 +216,12 @@ def test_through_the_evaluator_with_data_samples(records):
 
 
 def test_bad_arguments():
-    with pytest.raises(KeyError, match='segm'):
-        CocoMetric(metric='segm')
+    with pytest.raises(KeyError, match='proposal_fast'):
+        CocoMetric(metric='proposal_fast')
+    with pytest.raises(KeyError, match='keypoints'):
+        CocoMetric(metric=['bbox', 'keypoints'])
+    with pytest.raises(ValueError, match='proposal_nums'):
+        CocoMetric(proposal_nums=(100, 10, 1))
     with pytest.raises(KeyError, match='mAP_99'):
         CocoMetric(metric_items=['mAP_99'])
     metric = CocoMetric()
