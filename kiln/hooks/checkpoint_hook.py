@@ -33,13 +33,23 @@ class CheckpointHook(Hook):
 
     Periodic checkpoints: every ``interval`` epochs (``by_epoch=True``, named ``epoch_{N}.pth`` with N 1-based) or
     iterations (``by_epoch=False``, ``iter_{N}.pth``), starting at epoch/iteration ``save_begin``; with
-    ``save_last`` the final epoch/iteration is saved whatever the interval. The file is written after the train
-    epoch/iteration, or, when the loop validates right then, after that validation, so that it holds the
-    post-validation state (best score, plateau schedulers, early-stopping counters) and resuming from it
-    continues exactly as the uninterrupted run (the save happens in ``after_val``, after every hook's
-    ``after_val_epoch``).
+    ``save_last`` the final epoch/iteration is saved whatever the interval. The file is written right after the
+    train epoch/iteration, before any validation, so a validation that fails or is killed never costs the
+    training it follows. When the loop validates right then, the file is marked ``meta.val_pending=True`` and,
+    once the validation is over (``after_val``, after every hook's ``after_val_epoch``), rewritten atomically
+    with the post-validation state (best score, plateau schedulers, early-stopping counters), so resuming from
+    it continues exactly as the uninterrupted run. Resuming from a file still marked ``val_pending`` (the run
+    died during that validation) runs the validation first.
     After each periodic save ``work_dir/last_checkpoint`` points at the new file, and when more than
-    ``max_keep_ckpts`` (> 0) periodic checkpoints exist the oldest are deleted.
+    ``max_keep_ckpts`` (> 0) periodic checkpoints exist the oldest are deleted. Rotation only ever deletes files
+    in this run's own checkpoint directory: the ones it wrote, and after a resume the checkpoint it resumed
+    from (when that file is in this directory) together with the earlier periodic checkpoints its state lists
+    (only when the resumed run wrote them in this same directory). Checkpoints of another work dir (e.g. the
+    original of a copied work dir) are never deleted; neither is an old best checkpoint outside this directory.
+
+    With the train loop's ``check_finite`` on (the default, ``train_cfg.check_finite``), every checkpoint is
+    checked before it is written: NaN / inf loss terms or weights stop training with ``FloatingPointError``
+    and nothing is written or rotated, so the last finite checkpoint stays on disk.
 
     Best checkpoint: with ``save_best`` (a metric key such as ``'coco/bbox_mAP'``, a list of keys, or
     ``'auto'`` = the first key of the first metrics dict), after every validation during training the score is
@@ -111,23 +121,37 @@ class CheckpointHook(Hook):
         self.rules = rules
         self._out_dir: str | None = None
         self._pending: int | None = None
+        self._marking = False  # the checkpoint being written precedes a validation (meta.val_pending)
         self._reset()
 
     def _reset(self) -> None:
         self.best_score: dict[str, float] = {}
         self.best_ckpt: dict[str, str] = {}
-        self.saved: list[str] = []
+        self.saved: list[str] = []  # periodic checkpoints counted for rotation (paths in this run's out dir)
         self._auto_key: str | None = None
+        self._resumed: dict | None = None  # the loaded state: names and directory of the earlier checkpoints
+        self._loaded_meta: dict | None = None
 
     # ------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        return dict(best_score=dict(self.best_score), best_ckpt=dict(self.best_ckpt), saved=list(self.saved),
-                    auto_key=self._auto_key)
+        """``best_score``, ``best_ckpt`` (paths), ``auto_key``, and the kept periodic checkpoints as file names
+        (``saved``) with the directory they were written to (``saved_dir``)."""
+        saved_dir = self._out_dir if self._out_dir is not None else (
+            _dirname(self.saved[-1]) if self.saved else None)
+        return dict(best_score=dict(self.best_score), best_ckpt=dict(self.best_ckpt),
+                    saved=[_basename(p) for p in self.saved], saved_dir=saved_dir, auto_key=self._auto_key)
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Restore the best scores; the periodic checkpoints listed are counted for rotation only after
+        ``before_train`` has checked that they are in this run's checkpoint directory (see the class doc)."""
         self.best_score = {k: float(v) for k, v in state_dict.get('best_score', {}).items()}
         self.best_ckpt = dict(state_dict.get('best_ckpt', {}))
-        self.saved = list(state_dict.get('saved', []))
+        saved = list(state_dict.get('saved', []))
+        saved_dir = state_dict.get('saved_dir')
+        if saved_dir is None and saved:  # older checkpoints stored full paths
+            saved_dir = _dirname(saved[-1])
+        self._resumed = dict(saved=[_basename(p) for p in saved], saved_dir=saved_dir)
+        self.saved = []
         self._auto_key = state_dict.get('auto_key')
 
     # ------------------------------------------------------------------------------------- mount points
@@ -140,6 +164,39 @@ class CheckpointHook(Hook):
         else:
             self._out_dir = _join(self.out_dir, osp.basename(osp.normpath(runner.work_dir)))
         runner.logger.info(f'Checkpoints will be saved to {self._out_dir}')
+        self._adopt_resumed(runner)
+        meta = self._loaded_meta or {}
+        self._loaded_meta = None
+        if meta.get('val_pending') and (meta.get('epoch'), meta.get('iter')) == (runner.epoch, runner.iter):
+            # resumed from a checkpoint written before a validation that did not finish: validate first
+            loop = runner.train_loop
+            if hasattr(loop, 'pending_validation'):
+                loop.pending_validation = True
+
+    def after_load_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+        self._loaded_meta = dict(meta) if isinstance(meta, dict) else None
+
+    def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
+        if self._out_dir is None:  # not training (e.g. a checkpoint saved by hand)
+            return
+        loop = runner.train_loop
+        if hasattr(loop, 'assert_finite'):  # train_cfg.check_finite: never write NaN / inf
+            loop.assert_finite(checkpoint.get('state_dict'))
+        if self._marking and isinstance(checkpoint.get('meta'), dict):
+            checkpoint['meta']['val_pending'] = True
+
+    def _adopt_resumed(self, runner: Runner) -> None:
+        """Count for rotation the periodic checkpoints of the resumed run that are in this run's directory."""
+        resumed, self._resumed = self._resumed, None
+        if not resumed or not resumed['saved'] or self._out_dir is None:
+            return
+        names, here = resumed['saved'], _same_dir(resumed['saved_dir'], self._out_dir)
+        if not here:  # resumed in another directory (a copied work dir): only the file resumed from counts
+            source = _resumed_path(runner)
+            candidate = _join(self._out_dir, names[-1])
+            names = [names[-1]] if source is not None and _same_file(source, candidate) else []
+        self.saved = [p for p in (_join(self._out_dir, n) for n in names) if _exists(p)]
 
     def after_train(self, runner: Runner) -> None:
         self._flush(runner)
@@ -155,22 +212,22 @@ class CheckpointHook(Hook):
     def after_train_epoch(self, runner: Runner) -> None:
         if self.by_epoch and (self.every_n_epochs(runner, self.interval, self.save_begin) or (
                 self.save_last and self.is_last_train_epoch(runner))):
-            self._save_or_defer(runner, runner.epoch + 1)
+            self._save_and_update(runner, runner.epoch + 1)
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if not self.by_epoch and (self.every_n_train_iters(runner, self.interval, self.save_begin) or (
                 self.save_last and self.is_last_train_iter(runner))):
-            self._save_or_defer(runner, runner.iter + 1)
+            self._save_and_update(runner, runner.iter + 1)
 
-    def _save_or_defer(self, runner: Runner, step: int) -> None:
-        # When the loop validates right after this epoch/iteration, save after the validation instead, so the
-        # checkpoint holds the post-validation state (best score, plateau schedulers, early stopping counters).
+    def _save_and_update(self, runner: Runner, step: int) -> None:
+        # Write now, so that a validation that fails or is killed never costs this training; when the loop
+        # validates right after this epoch/iteration, rewrite the file after the validation, so that it holds
+        # the post-validation state (best score, plateau schedulers, early-stopping counters).
         loop = runner.train_loop
-        if getattr(loop, 'by_epoch', None) == self.by_epoch and loop.validates_after(step):
-            self._pending = step
-        else:
-            self._save_periodic(runner, step)
+        validates = getattr(loop, 'by_epoch', None) == self.by_epoch and loop.validates_after(step)
+        self._save_periodic(runner, step, val_pending=validates)
+        self._pending = step if validates else None
 
     def after_val_epoch(self, runner: Runner, metrics: dict[str, Any] | None = None) -> None:
         if self._out_dir is None:
@@ -190,10 +247,11 @@ class CheckpointHook(Hook):
         self._flush(runner)
 
     def _flush(self, runner: Runner) -> None:
-        """Write the periodic checkpoint deferred until after the validation (called once it is over)."""
+        """Rewrite the periodic checkpoint written before the validation with the post-validation state
+        (called once the validation is over)."""
         if self._out_dir is not None and self._pending is not None:
             step, self._pending = self._pending, None
-            self._save_periodic(runner, step)
+            self._save_periodic(runner, step, update=True)
 
     def _save_best(self, runner: Runner, metrics: dict[str, Any]) -> None:
         for key, rule in zip(self.save_best, self.rules):
@@ -208,23 +266,38 @@ class CheckpointHook(Hook):
                               float(metrics[key]))
 
     # ------------------------------------------------------------------------------------------ saving
-    def _save_periodic(self, runner: Runner, step: int) -> None:
+    def _save_periodic(self, runner: Runner, step: int, val_pending: bool = False, update: bool = False) -> None:
         from kiln.dist import is_main_process
         from kiln.runner.checkpoint import write_last_checkpoint
-        runner.logger.info(f"Saving checkpoint at {step} {'epochs' if self.by_epoch else 'iterations'}")
         filename = self.filename_tmpl.format(step)
-        runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
-                               save_param_scheduler=self.save_param_scheduler)
         path = _join(self._out_dir, filename)
+        unit = 'epochs' if self.by_epoch else 'iterations'
+        if update:
+            runner.logger.info(f'Updating checkpoint {filename} with the state after the validation')
+            runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
+                                   save_param_scheduler=self.save_param_scheduler)
+            return
+        runner.logger.info(f'Saving checkpoint at {step} {unit}')
+        # the list the new file records already holds the file itself (a resume from it counts it)
+        kept = [p for p in self.saved if p != path] + [path]
+        drop = kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
+        kept = kept[len(drop):]
+        old, self.saved = self.saved, kept
+        self._marking = val_pending
+        try:
+            runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
+                                   save_param_scheduler=self.save_param_scheduler)
+        except BaseException:
+            self.saved = old  # nothing was written: nothing is rotated
+            raise
+        finally:
+            self._marking = False
         if not is_main_process():
             return
         write_last_checkpoint(runner.work_dir, path)
-        if path in self.saved:
-            self.saved.remove(path)
-        self.saved.append(path)
-        if self.max_keep_ckpts > 0:
-            while len(self.saved) > self.max_keep_ckpts:
-                _remove(self.saved.pop(0))
+        for stale in drop:
+            if _same_dir(_dirname(stale), self._out_dir):  # never outside this run's directory
+                _remove(stale)
 
     def _update_best(self, runner: Runner, key: str, rule: str, score: float) -> None:
         best = self.best_score.get(key)
@@ -239,8 +312,8 @@ class CheckpointHook(Hook):
         self.best_ckpt[key] = path
         runner.message_hub.update_info(f'best_score/{key}', score)
         runner.save_checkpoint(self._out_dir, filename, save_optimizer=False, save_param_scheduler=False)
-        if is_main_process() and old is not None and old != path:
-            _remove(old)
+        if is_main_process() and old is not None and old != path and _same_dir(_dirname(old), self._out_dir):
+            _remove(old)  # a best file of another directory (a resumed copy's original) is left alone
         runner.logger.info(f'The best checkpoint with {score:.4f} {key} at {step} {unit} is saved to {filename}')
 
 
@@ -250,6 +323,52 @@ def _is_url(path: str) -> bool:
 
 def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}" if _is_url(directory) else osp.join(directory, name)
+
+
+def _dirname(path: str) -> str:
+    return path.rstrip('/').rsplit('/', 1)[0] if _is_url(path) else osp.dirname(path)
+
+
+def _basename(path: str) -> str:
+    return path.rstrip('/').rsplit('/', 1)[-1] if _is_url(path) else osp.basename(path)
+
+
+def _same_dir(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    if _is_url(a) or _is_url(b):
+        return a.rstrip('/') == b.rstrip('/')
+    a, b = osp.realpath(a), osp.realpath(b)
+    return a == b
+
+
+def _same_file(a: str, b: str) -> bool:
+    if _is_url(a) or _is_url(b):
+        return a == b
+    try:
+        return osp.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _exists(path: str) -> bool:
+    if _is_url(path):
+        import fsspec
+        fs, p = fsspec.core.url_to_fs(path)
+        return fs.exists(p)
+    return osp.exists(path)
+
+
+def _resumed_path(runner: Runner) -> str | None:
+    """The checkpoint file the runner resumed from, when it says (``resumed_from``, or its resume setting)."""
+    path = getattr(runner, 'resumed_from', None)
+    if path is None:
+        find = getattr(runner, '_resume_path', None)  # the Runner's own resolution of ``resume``
+        try:
+            path = find() if callable(find) else None
+        except Exception:  # pragma: no cover - defensive: never fail a run over rotation bookkeeping
+            path = None
+    return str(path) if path else None
 
 
 def _remove(path: str) -> None:

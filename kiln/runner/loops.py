@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import bisect
+import math
+import os.path as osp
 from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
@@ -47,14 +49,35 @@ class BaseLoop:
 
 
 class _TrainLoop(BaseLoop):
-    """Counters, validation schedule and resume helpers shared by the two train loops."""
+    """Counters, validation schedule, resume helpers and the finite-loss check shared by the two train loops.
+
+    ``check_finite`` (``train_cfg`` key, default True): every 10 iterations (an int: every that many; counted
+    over the run) and before every checkpoint the CheckpointHook writes, the loss terms of the latest
+    ``train_step`` (and, before a checkpoint, the weights) are checked to be finite; otherwise training stops
+    with ``FloatingPointError`` naming the iteration and the terms, and no checkpoint with NaN / inf is
+    written (so rotation never removes the last finite one). One device sync per check, none in between.
+    ``check_finite=False`` turns this off (training goes on with NaN losses, as MMEngine does).
+
+    ``pending_validation``: set (by the CheckpointHook) when training resumes from a checkpoint written just
+    before a validation that never finished; the loop then runs that validation first.
+    """
 
     _dataloader_name = 'train_dataloader'
     by_epoch = True  # whether ``val_interval`` & co count epochs (True) or iterations
+    _FINITE_INTERVAL = 10
 
     def __init__(self, runner: Runner, dataloader: Any, val_begin: int, val_interval: int,
-                 dynamic_intervals: list[tuple[int, int]] | None) -> None:
+                 dynamic_intervals: list[tuple[int, int]] | None, check_finite: bool | int = True) -> None:
         super().__init__(runner, dataloader)
+        if isinstance(check_finite, bool) or check_finite is None:
+            self._finite_interval = self._FINITE_INTERVAL if check_finite else 0
+        elif isinstance(check_finite, int) and check_finite >= 0:
+            self._finite_interval = check_finite
+        else:
+            raise ValueError(f'train_cfg.check_finite must be a bool or an int >= 0, got {check_finite!r}')
+        self.check_finite = self._finite_interval > 0
+        self.pending_validation = False
+        self._outputs: Any = None
         self.val_begin = val_begin
         self.val_interval = val_interval
         self._milestones = [0] + [int(m) for m, _ in (dynamic_intervals or [])]
@@ -93,6 +116,8 @@ class _TrainLoop(BaseLoop):
         self._iter = 0
         self._stage = None
         self.stop_training = False
+        self.pending_validation = False
+        self._outputs = None
         self.val_interval = self._intervals[0]
 
     def load_progress(self, epoch: int, iteration: int) -> None:
@@ -126,10 +151,76 @@ class _TrainLoop(BaseLoop):
         runner = self.runner
         runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
         outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
+        self._outputs = outputs
         self._stage = 'iter_end'
         runner.call_hook('after_train_iter', batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
         self._stage = None
         self._iter += 1
+        if self._finite_interval and self._iter % self._finite_interval == 0:
+            self.assert_finite()
+
+    # ------------------------------------------------------------------------------- finite losses
+    def assert_finite(self, state_dict: dict | None = None) -> None:
+        """Raise ``FloatingPointError`` if a loss term of the latest ``train_step`` outputs (or, when given, a
+        floating tensor of ``state_dict``, e.g. the weights about to be saved) is NaN or infinite. One device
+        sync. Does nothing when ``check_finite`` is off.
+
+        Raises:
+            FloatingPointError: naming the iteration (1-based), the terms / tensors that are not finite, the
+                last checkpoint on disk, and how to opt out (``train_cfg.check_finite=False``).
+        """
+        if not self._finite_interval:
+            return
+        terms = {k: v for k, v in (self._outputs or {}).items()
+                 if isinstance(v, torch.Tensor) and v.numel() == 1}
+        bad: list[str] = []
+        if terms:
+            values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+            if not bool(torch.isfinite(values).all()):
+                bad = [f'{k}={v}' for k, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+        if not bad and state_dict:
+            tensors = {k: v for k, v in state_dict.items()
+                       if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()}
+            if tensors:
+                flags = torch.stack([torch.isfinite(v).all() for v in tensors.values()])
+                if not bool(flags.all()):
+                    names = [k for k, ok in zip(tensors, flags.tolist()) if not ok]
+                    bad = [f"weights {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"]
+        if not bad:
+            return
+        done = self._iter + (1 if self._stage == 'iter_end' else 0)
+        last = _last_checkpoint(self.runner)
+        msg = (f'training stopped: not finite at iteration {done} (epoch {self._epoch + 1}): {", ".join(bad)}. '
+               f'Lower the learning rate, clip gradients (optim_wrapper.clip_grad) or check the data. '
+               + (f'The last checkpoint with finite values is {last}. ' if last else 'No checkpoint was written. ')
+               + 'To train on anyway, set train_cfg.check_finite=False.')
+        self.runner.logger.error(msg)
+        raise FloatingPointError(msg)
+
+    def _check_not_empty(self) -> None:
+        """Raise ``ValueError`` when the train dataloader yields no batch (see ``_empty_reason``)."""
+        try:
+            n = len(self.dataloader)
+        except TypeError:  # iterable-style loader: _endless / the epoch loop find out
+            return
+        if n == 0:
+            raise ValueError(_empty_reason(self.dataloader))
+
+    def _validate(self) -> None:
+        """Run the val loop; when it fails, log and re-raise its error with a note naming where training stands
+        and the checkpoint on disk (written before the validation started)."""
+        try:
+            self.runner.val_loop.run()
+        except BaseException as e:
+            where = f'epoch {self._epoch}' if self.by_epoch else f'iteration {self._iter}'
+            last = _last_checkpoint(self.runner)
+            note = (f'the validation after {where} failed ({type(e).__name__}: {e}); training stopped there. '
+                    + (f'The last checkpoint is {last}: resume from it with resume=True.' if last
+                       else 'No checkpoint was written.'))
+            if isinstance(e, Exception):
+                self.runner.logger.error(note)
+            e.add_note(note)
+            raise
 
     def _skip(self, n_batches: int) -> bool:
         """Make the next pass over the dataloader start ``n_batches`` in, by moving the sampler's ``position``
@@ -167,8 +258,9 @@ class EpochBasedTrainLoop(_TrainLoop):
     """
 
     def __init__(self, runner: Runner, dataloader: Any, max_epochs: int, val_begin: int = 1,
-                 val_interval: int = 1, dynamic_intervals: list[tuple[int, int]] | None = None) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+                 val_interval: int = 1, dynamic_intervals: list[tuple[int, int]] | None = None,
+                 check_finite: bool | int = True) -> None:
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals, check_finite)
         self._max_epochs = int(max_epochs)
         if self._max_epochs < 1 or self._max_epochs != max_epochs:
             raise ValueError(f'train_cfg.max_epochs must be a positive int, got {max_epochs!r}')
@@ -180,12 +272,16 @@ class EpochBasedTrainLoop(_TrainLoop):
     def run(self) -> torch.nn.Module:
         """Run the remaining epochs; returns ``runner.model``."""
         runner = self.runner
+        self._check_not_empty()
         runner.call_hook('before_train')
+        if self.pending_validation and runner.val_loop is not None:
+            self.pending_validation = False
+            self._validate()
         while self._epoch < self._max_epochs and not self.stop_training:
             self.run_epoch()
             self.val_interval = self._interval_at(self._epoch)
             if self.validates_after(self._epoch):
-                runner.val_loop.run()
+                self._validate()
         runner.call_hook('after_train')
         return runner.model
 
@@ -194,10 +290,17 @@ class EpochBasedTrainLoop(_TrainLoop):
         runner = self.runner
         runner.call_hook('before_train_epoch')
         runner.model.train()
-        start = self._iter - self._epoch * len(self.dataloader)
-        start = start if 0 < start < len(self.dataloader) else 0
-        skipped = self._skip(start)  # before iter(dataloader): workers start fetching at once
-        batches = enumerate(self.dataloader, start=start)
+        n_batches = len(self.dataloader)
+        start = self._iter - self._epoch * n_batches
+        start = start if 0 < start <= n_batches else 0
+        if start == n_batches:
+            # resumed from a checkpoint written on the epoch's last batch (e.g. killed in the validation that
+            # followed): every batch is done, only the end of the epoch (hooks, validation) is left
+            batches: Any = iter(())
+            skipped = True
+        else:
+            skipped = self._skip(start)  # before iter(dataloader): workers start fetching at once
+            batches = enumerate(self.dataloader, start=start)
         if start and not skipped:
             runner.logger.warning(f'resume: the sampler cannot skip, so {start} batches are loaded and dropped')
             batches = _drop(enumerate(self.dataloader), start)
@@ -228,8 +331,9 @@ class IterBasedTrainLoop(_TrainLoop):
     by_epoch = False
 
     def __init__(self, runner: Runner, dataloader: Any, max_iters: int, val_begin: int = 1,
-                 val_interval: int = 1000, dynamic_intervals: list[tuple[int, int]] | None = None) -> None:
-        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals)
+                 val_interval: int = 1000, dynamic_intervals: list[tuple[int, int]] | None = None,
+                 check_finite: bool | int = True) -> None:
+        super().__init__(runner, dataloader, val_begin, val_interval, dynamic_intervals, check_finite)
         self._max_iters = int(max_iters)
         if self._max_iters < 1 or self._max_iters != max_iters:
             raise ValueError(f'train_cfg.max_iters must be a positive int, got {max_iters!r}')
@@ -238,7 +342,11 @@ class IterBasedTrainLoop(_TrainLoop):
     def run(self) -> torch.nn.Module:
         """Run the remaining iterations; returns ``runner.model``."""
         runner = self.runner
+        self._check_not_empty()
         runner.call_hook('before_train')
+        if self.pending_validation and runner.val_loop is not None:
+            self.pending_validation = False
+            self._validate()
         runner.call_hook('before_train_epoch')
         batches = self._data_iterator()
         while self._iter < self._max_iters and not self.stop_training:
@@ -247,7 +355,7 @@ class IterBasedTrainLoop(_TrainLoop):
             self.run_iter(self._iter, data_batch)
             self.val_interval = self._interval_at(self._iter)
             if self.validates_after(self._iter):
-                runner.val_loop.run()
+                self._validate()
         self._stage = 'epoch_end'
         runner.call_hook('after_train_epoch')
         self._stage = None
@@ -286,6 +394,41 @@ def _endless(dataloader: Any, sampler: Any, epoch: int) -> Iterator[Any]:
         epoch += 1
         if hasattr(sampler, 'set_epoch'):
             sampler.set_epoch(epoch)
+
+
+def _empty_reason(dataloader: Any) -> str:
+    """Why ``dataloader`` yields no batch, naming its dataset, ``ann_file`` and ``filter_cfg`` when known."""
+    dataset = getattr(dataloader, 'dataset', None)
+    name = type(dataset).__name__
+    try:
+        n = len(dataset)
+    except TypeError:
+        n = None
+    if n:  # samples exist, but no batch is made from them (drop_last with fewer samples than batch_size)
+        batch_size = getattr(dataloader, 'batch_size', None)
+        return (f'train_dataloader yields no batch: {name} has {n} samples, fewer than batch_size={batch_size} '
+                'with drop_last=True (lower batch_size or set drop_last=False)')
+    details = []
+    full = getattr(dataset, '_full_data_list', None)
+    if full:
+        details.append(f'{len(full)} records were loaded and every one was dropped by filter_data')
+    for key in ('ann_file', 'data_root', 'filter_cfg', 'indices'):
+        value = getattr(dataset, key, None)
+        if value not in (None, '', {}):
+            details.append(f'{key}={value!r}')
+    hint = ('; check the annotation file, the data prefixes and filter_cfg (e.g. filter_empty_gt, min_size) or '
+            'the classes in metainfo')
+    return (f'train_dataloader has no data: the dataset {name} has length 0 after loading and filtering'
+            + (f" ({'; '.join(details)})" if details else '') + hint)
+
+
+def _last_checkpoint(runner: Any) -> str | None:
+    """The path recorded in ``work_dir/last_checkpoint`` (None when there is none)."""
+    try:
+        with open(osp.join(runner.work_dir, 'last_checkpoint'), encoding='utf-8') as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _drop(iterator: Iterator[Any], n: int) -> Iterator[Any]:

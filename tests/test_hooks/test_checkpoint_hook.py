@@ -30,7 +30,9 @@ def test_max_keep_ckpts_removes_the_oldest(tmp_path):
     runner = _train(tmp_path, dict(type='CheckpointHook', interval=1, max_keep_ckpts=2), max_epochs=4)
     assert _names(tmp_path) == ['epoch_3.pth', 'epoch_4.pth']
     hook = [h for h in runner.hooks if isinstance(h, CheckpointHook)][0]
-    assert hook.state_dict()['saved'] == [str(tmp_path / 'epoch_3.pth'), str(tmp_path / 'epoch_4.pth')]
+    assert hook.saved == [str(tmp_path / 'epoch_3.pth'), str(tmp_path / 'epoch_4.pth')]
+    state = hook.state_dict()  # names relative to the directory they were written to
+    assert (state['saved'], state['saved_dir']) == (['epoch_3.pth', 'epoch_4.pth'], str(tmp_path))
 
 
 def test_by_iteration_with_save_begin_and_template(tmp_path):
