@@ -10,6 +10,7 @@ import os.path as osp
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from kiln.hooks import Hook
@@ -20,6 +21,42 @@ from ...datasets.file_io import get_bytes
 from ...datasets.transforms.flip import bbox_flip
 from ...datasets.transforms.loading import imfrombytes
 from ...structures import DetDataSample
+from ...structures.mask import BaseInstanceMasks, polygon_to_bitmap
+
+
+def _decode_instance_mask(mask: Any, height: int, width: int) -> np.ndarray:
+    """(height, width) bool array of one record's ``mask`` (COCO polygons, RLE dict or a binary array); an
+    unreadable or missing mask is empty."""
+    from pycocotools import mask as mask_util
+    if mask is None:
+        return np.zeros((height, width), dtype=bool)
+    if isinstance(mask, dict):
+        rle = mask_util.frPyObjects(dict(mask), height, width) if isinstance(mask.get('counts'), list) else mask
+        out = mask_util.decode(rle).astype(bool)
+        return out if out.shape == (height, width) else np.zeros((height, width), dtype=bool)
+    if isinstance(mask, (list, tuple)):
+        polys = [p for p in mask if len(p) >= 6 and len(p) % 2 == 0]
+        return polygon_to_bitmap(polys, height, width)
+    arr = np.asarray(mask.detach().cpu() if hasattr(mask, 'detach') else mask).astype(bool)
+    return arr if arr.shape == (height, width) else np.zeros((height, width), dtype=bool)
+
+
+def _masks_to_original(masks: Any, flip: bool, direction: str | None, ori_shape: Any) -> torch.Tensor:
+    """Undo flip and resize of transformed-image masks: (N, h, w) bool tensor in the original image."""
+    if isinstance(masks, BaseInstanceMasks):
+        if flip and direction:
+            masks = masks.flip(direction)
+        if ori_shape is not None:
+            masks = masks.resize((int(ori_shape[0]), int(ori_shape[1])))
+        return torch.from_numpy(masks.to_ndarray().astype(bool))
+    t = torch.as_tensor(masks).bool()
+    if flip and direction:
+        dims = {'horizontal': [-1], 'vertical': [-2], 'diagonal': [-2, -1]}[direction]
+        t = t.flip(dims)
+    if ori_shape is not None and tuple(t.shape[-2:]) != tuple(int(v) for v in ori_shape[:2]) and len(t):
+        t = torch.nn.functional.interpolate(t[:, None].float(), size=(int(ori_shape[0]), int(ori_shape[1])),
+                                            mode='nearest')[:, 0].bool()
+    return t
 
 
 def gt_to_original_image(sample: DetDataSample) -> DetDataSample:
@@ -27,19 +64,28 @@ def gt_to_original_image(sample: DetDataSample) -> DetDataSample:
     original image (the one read from ``img_path``, in which ``pred_instances`` are given).
 
     When the sample carries the dataset's original annotations (``instances`` metainfo, written by
-    ``PackDetInputs``) they are used directly (``bbox`` xyxy, ``bbox_label``; ``ignore_flag=1`` ones go to
-    ``ignored_instances``); this is right whatever the pipeline order (MMDetection test pipelines load the
-    annotations after ``Resize``). Otherwise the boxes are mapped back: undo ``flip`` within ``img_shape``,
-    then divide by ``scale_factor``. The input sample is not modified.
+    ``PackDetInputs``) they are used directly (``bbox`` xyxy, ``bbox_label``, and ``mask`` (COCO polygons / RLE)
+    decoded to (N, H, W) bool ``masks`` at ``ori_shape``; ``ignore_flag=1`` ones go to ``ignored_instances``);
+    this is right whatever the pipeline order (MMDetection test pipelines load the annotations after
+    ``Resize``). Otherwise the boxes (and masks) are mapped back: undo ``flip`` within ``img_shape``, then
+    divide by ``scale_factor`` (masks are resized to ``ori_shape``). The input sample is not modified.
     """
     out = sample.new()
+    ori_shape = sample.get('ori_shape')
     if 'instances' in sample:
         instances = sample.instances
+        with_masks = ori_shape is not None and any(i.get('mask') is not None for i in instances)
         for key, ignored in (('gt_instances', False), ('ignored_instances', True)):
             chosen = [i for i in instances if bool(i.get('ignore_flag', 0)) == ignored]
-            setattr(out, key, InstanceData(
+            inst = InstanceData(
                 bboxes=torch.tensor([i['bbox'] for i in chosen], dtype=torch.float32).reshape(-1, 4),
-                labels=torch.tensor([int(i['bbox_label']) for i in chosen], dtype=torch.int64)))
+                labels=torch.tensor([int(i['bbox_label']) for i in chosen], dtype=torch.int64))
+            if with_masks:
+                h, w = int(ori_shape[0]), int(ori_shape[1])
+                inst.masks = torch.from_numpy(np.stack(
+                    [_decode_instance_mask(i.get('mask'), h, w) for i in chosen]) if chosen else
+                    np.zeros((0, h, w), dtype=bool))
+            setattr(out, key, inst)
         return out
     flip = bool(sample.get('flip', False))
     direction = sample.get('flip_direction')
@@ -56,6 +102,8 @@ def gt_to_original_image(sample: DetDataSample) -> DetDataSample:
             boxes = boxes / boxes.new_tensor([scale[0], scale[1], scale[0], scale[1]])
         new = InstanceData(metainfo=inst.metainfo)
         for k, v in inst.items():
+            if k == 'masks':
+                v = _masks_to_original(v, flip, direction, ori_shape)
             setattr(new, k, boxes if k == 'bboxes' else v)
         setattr(out, key, new)
     return out
@@ -75,7 +123,9 @@ class DetVisualizationHook(Hook):
       under ``runner.work_dir / runner.timestamp``.
 
     The image is read from the sample's ``img_path`` (Pillow, RGB), i.e. the original image: the ground-truth
-    boxes are mapped back to it (undo flip and resize) to line up with the predictions.
+    boxes and masks are mapped back to it (undo flip and resize) to line up with the predictions; instance
+    masks (``gt_instances.masks``, ``pred_instances.masks`` of Mask R-CNN) are drawn as coloured overlays with
+    contours (see :class:`~kiln.det.visualization.DetLocalVisualizer`).
 
     Args:
         draw: enable drawing.
