@@ -1,3 +1,3 @@
 """Detection models: importing this package registers them in ``kiln.registry.MODELS``."""
-from . import backbones, dense_heads, detectors, losses, necks, task_modules  # noqa: F401
+from . import backbones, dense_heads, detectors, losses, necks, roi_heads, task_modules  # noqa: F401
 from . import data_preprocessors  # noqa: F401

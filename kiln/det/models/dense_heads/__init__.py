@@ -4,5 +4,6 @@ from .anchor_head import AnchorHead
 from .base_dense_head import BaseDenseHead
 from .fcos_head import FCOSHead
 from .retina_head import RetinaHead
+from .rpn_head import RPNHead
 
-__all__ = ['AnchorFreeHead', 'AnchorHead', 'BaseDenseHead', 'FCOSHead', 'RetinaHead']
+__all__ = ['AnchorFreeHead', 'AnchorHead', 'BaseDenseHead', 'FCOSHead', 'RetinaHead', 'RPNHead']

@@ -1,7 +1,9 @@
 """Detectors (registered in ``kiln.registry.MODELS``)."""
 from .base import BaseDetector
+from .faster_rcnn import FasterRCNN
 from .fcos import FCOS
 from .retinanet import RetinaNet
 from .single_stage import SingleStageDetector
+from .two_stage import TwoStageDetector
 
-__all__ = ['BaseDetector', 'FCOS', 'RetinaNet', 'SingleStageDetector']
+__all__ = ['BaseDetector', 'FasterRCNN', 'FCOS', 'RetinaNet', 'SingleStageDetector', 'TwoStageDetector']

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -26,3 +27,11 @@ class AssignResult:
     def num_preds(self) -> int:
         """Number of priors P."""
         return self.gt_inds.numel()
+
+    def add_gt_(self, gt_labels: Tensor) -> None:
+        """Prepend the ``G`` ground truths as priors assigned to themselves (IoU 1), in place; used by samplers
+        with ``add_gt_as_proposals`` (MMDetection ``AssignResult.add_gt_``)."""
+        self_inds = torch.arange(1, len(gt_labels) + 1, dtype=torch.long, device=gt_labels.device)
+        self.gt_inds = torch.cat([self_inds, self.gt_inds])
+        self.max_overlaps = torch.cat([self.max_overlaps.new_ones(len(gt_labels)), self.max_overlaps])
+        self.labels = torch.cat([gt_labels.to(self.labels.dtype), self.labels])
