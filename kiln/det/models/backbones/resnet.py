@@ -1,13 +1,15 @@
 """ResNet backbone (He et al., "Deep Residual Learning for Image Recognition", CVPR 2016).
 
-Built from ``torchvision.models.resnet`` blocks with MMDetection's module names (``conv1``, ``bn1``,
-``layer1``..``layer4``, ``downsample.0/1``), so MMDetection / torchvision ResNet checkpoints load unchanged.
+Behaviour and module names follow MMDetection 3.x ``mmdet.models.backbones.ResNet`` (``conv1``, ``bn1`` / ``gn1``,
+``layer1``..``layer4``, ``downsample.0/1``), so MMDetection checkpoints and torchvision ImageNet weights
+(``init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50')``) load unchanged.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from kiln.model import BaseModule
 from kiln.registry import MODELS
@@ -15,9 +17,115 @@ from kiln.registry import MODELS
 from ..layers import build_conv_layer, build_norm_layer
 
 
-def _blocks():
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-    return BasicBlock, Bottleneck
+def _conv3x3(conv_cfg: Mapping[str, Any] | None, inplanes: int, planes: int, stride: int = 1,
+             dilation: int = 1) -> nn.Module:
+    return build_conv_layer(conv_cfg, inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation,
+                            bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity (or ``downsample``) shortcut; ResNet-18/34 (MMDetection ``BasicBlock``).
+
+    Children: ``conv1``, ``<norm>1``, ``conv2``, ``<norm>2``, ``downsample`` (``<norm>`` = ``bn`` or ``gn``
+    from ``norm_cfg``, MMDetection's names). ``style`` is accepted for symmetry and has no effect here.
+    Input float (N, inplanes, H, W) -> (N, planes, H / stride, W / stride).
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None, style: str = 'pytorch', with_cp: bool = False,
+                 conv_cfg: Mapping[str, Any] | None = None,
+                 norm_cfg: Mapping[str, Any] = dict(type='BN')) -> None:
+        super().__init__()
+        self.norm1_name, norm1 = build_norm_layer(norm_cfg, planes, postfix=1)
+        self.norm2_name, norm2 = build_norm_layer(norm_cfg, planes, postfix=2)
+        self.conv1 = _conv3x3(conv_cfg, inplanes, planes, stride, dilation)
+        self.add_module(self.norm1_name, norm1)
+        self.conv2 = _conv3x3(conv_cfg, planes, planes)
+        self.add_module(self.norm2_name, norm2)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride, self.dilation, self.with_cp = stride, dilation, with_cp
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm2(self) -> nn.Module:
+        return getattr(self, self.norm2_name)
+
+    def _residual(self, x: Tensor) -> Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.norm2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            out = checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        return self.relu(out)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 (x4 channels) bottleneck; ResNet-50/101/152 (MMDetection ``Bottleneck``).
+
+    ``style='pytorch'`` puts the stride on the 3x3 conv, ``'caffe'`` on the first 1x1 conv (MSRA / Detectron
+    weights). Children: ``conv1..3``, ``<norm>1..3``, ``downsample``.
+    Input float (N, inplanes, H, W) -> (N, 4 * planes, H / stride, W / stride).
+    """
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None, style: str = 'pytorch', with_cp: bool = False,
+                 conv_cfg: Mapping[str, Any] | None = None,
+                 norm_cfg: Mapping[str, Any] = dict(type='BN')) -> None:
+        super().__init__()
+        if style not in ('pytorch', 'caffe'):
+            raise ValueError(f"Bottleneck style must be 'pytorch' or 'caffe', got {style!r}")
+        conv1_stride, conv2_stride = (1, stride) if style == 'pytorch' else (stride, 1)
+        self.norm1_name, norm1 = build_norm_layer(norm_cfg, planes, postfix=1)
+        self.norm2_name, norm2 = build_norm_layer(norm_cfg, planes, postfix=2)
+        self.norm3_name, norm3 = build_norm_layer(norm_cfg, planes * self.expansion, postfix=3)
+        self.conv1 = build_conv_layer(conv_cfg, inplanes, planes, 1, stride=conv1_stride, bias=False)
+        self.add_module(self.norm1_name, norm1)
+        self.conv2 = _conv3x3(conv_cfg, planes, planes, conv2_stride, dilation)
+        self.add_module(self.norm2_name, norm2)
+        self.conv3 = build_conv_layer(conv_cfg, planes, planes * self.expansion, 1, bias=False)
+        self.add_module(self.norm3_name, norm3)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride, self.dilation, self.style, self.with_cp = stride, dilation, style, with_cp
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm2(self) -> nn.Module:
+        return getattr(self, self.norm2_name)
+
+    @property
+    def norm3(self) -> nn.Module:
+        return getattr(self, self.norm3_name)
+
+    def _residual(self, x: Tensor) -> Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.relu(self.norm2(self.conv2(out)))
+        out = self.norm3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            out = checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        return self.relu(out)
 
 
 @MODELS.register_module()
@@ -41,6 +149,8 @@ class ResNet(BaseModule):
         norm_cfg: norm config (``BN``, ``SyncBN``, ``GN`` with ``num_groups``; ``requires_grad``).
         norm_eval: keep every BatchNorm in eval mode (frozen running stats) during training.
         zero_init_residual: :meth:`init_weights` sets the last norm weight of every block to 0.
+        with_cp: recompute each block's activations in the backward pass (``torch.utils.checkpoint``) to save
+            memory.
         pretrained: deprecated, use ``init_cfg=dict(type='Pretrained', checkpoint=...)``.
         init_cfg: initialisation config; ``None`` uses Kaiming for convs and 1/0 for norms.
 
@@ -51,12 +161,12 @@ class ResNet(BaseModule):
     Raises:
         KeyError: unsupported ``depth``.
         ValueError: inconsistent ``num_stages`` / ``strides`` / ``dilations`` / ``out_indices`` / ``style``.
-        NotImplementedError: ``deep_stem``, ``dcn``, ``plugins`` or ``with_cp`` requested.
+        NotImplementedError: ``deep_stem``, ``dcn`` or ``plugins`` requested.
     """
 
-    arch_settings = {18: ('BasicBlock', (2, 2, 2, 2)), 34: ('BasicBlock', (3, 4, 6, 3)),
-                     50: ('Bottleneck', (3, 4, 6, 3)), 101: ('Bottleneck', (3, 4, 23, 3)),
-                     152: ('Bottleneck', (3, 8, 36, 3))}
+    arch_settings = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
+                     50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3)),
+                     152: (Bottleneck, (3, 8, 36, 3))}
 
     def __init__(self, depth: int, in_channels: int = 3, stem_channels: int | None = None,
                  base_channels: int = 64, num_stages: int = 4, strides: Sequence[int] = (1, 2, 2, 2),
@@ -83,8 +193,7 @@ class ResNet(BaseModule):
             raise ValueError(f'ResNet out_indices {tuple(out_indices)} must lie in 0..{num_stages - 1}')
         if style not in ('pytorch', 'caffe'):
             raise ValueError(f"ResNet style must be 'pytorch' or 'caffe', got {style!r}")
-        for flag, name in ((deep_stem, 'deep_stem'), (dcn is not None, 'dcn'), (plugins is not None, 'plugins'),
-                           (with_cp, 'with_cp')):
+        for flag, name in ((deep_stem, 'deep_stem'), (dcn is not None, 'dcn'), (plugins is not None, 'plugins')):
             if flag:
                 raise NotImplementedError(f'ResNet: {name} is not supported by kiln')
         self.depth = depth
@@ -98,13 +207,14 @@ class ResNet(BaseModule):
         self.norm_cfg = dict(norm_cfg)
         self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
+        self.with_cp = with_cp
+        self.conv_cfg = conv_cfg
         stem_channels = base_channels if stem_channels is None else stem_channels
 
-        basic, bottleneck = _blocks()
-        block_name, stage_blocks = self.arch_settings[depth]
-        block = basic if block_name == 'BasicBlock' else bottleneck
+        block, stage_blocks = self.arch_settings[depth]
         self.block = block
-        if block is basic and any(d != 1 for d in self.dilations[:num_stages]):
+        self.stage_blocks = stage_blocks[:num_stages]
+        if block is BasicBlock and any(d != 1 for d in self.dilations[:num_stages]):
             raise ValueError(f'ResNet-{depth} (BasicBlock) does not support dilations {self.dilations}')
 
         self.conv1 = build_conv_layer(conv_cfg, in_channels, stem_channels, kernel_size=7, stride=2, padding=3,
@@ -131,11 +241,10 @@ class ResNet(BaseModule):
         """The stem normalisation layer."""
         return getattr(self, self.norm1_name)
 
-    def _norm_layer(self, num_features: int) -> nn.Module:
-        return build_norm_layer(self.norm_cfg, num_features)[1]
-
     def _make_layer(self, block: type, inplanes: int, planes: int, num_blocks: int, stride: int,
                     dilation: int) -> nn.Sequential:
+        """One stage (MMDetection ``ResLayer``): the first block changes stride / channels through a
+        ``downsample`` shortcut (1x1 conv + norm, or AvgPool + stride-1 conv + norm with ``avg_down``)."""
         downsample = None
         out_planes = planes * block.expansion
         if stride != 1 or inplanes != out_planes:
@@ -144,16 +253,13 @@ class ResNet(BaseModule):
             if self.avg_down and stride != 1:
                 conv_stride = 1
                 layers.append(nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False))
-            layers += [nn.Conv2d(inplanes, out_planes, 1, stride=conv_stride, bias=False),
-                       self._norm_layer(out_planes)]
+            layers += [build_conv_layer(self.conv_cfg, inplanes, out_planes, 1, stride=conv_stride, bias=False),
+                       build_norm_layer(self.norm_cfg, out_planes)[1]]
             downsample = nn.Sequential(*layers)
-        blocks = []
-        for j in range(num_blocks):
-            blk = block(inplanes if j == 0 else out_planes, planes, stride if j == 0 else 1,
-                        downsample if j == 0 else None, dilation=dilation, norm_layer=self._norm_layer)
-            if self.style == 'caffe' and j == 0 and stride != 1 and hasattr(blk, 'conv3'):
-                blk.conv1.stride, blk.conv2.stride = (stride, stride), (1, 1)
-            blocks.append(blk)
+        common = dict(dilation=dilation, style=self.style, with_cp=self.with_cp, conv_cfg=self.conv_cfg,
+                      norm_cfg=self.norm_cfg)
+        blocks = [block(inplanes, planes, stride=stride, downsample=downsample, **common)]
+        blocks += [block(out_planes, planes, stride=1, **common) for _ in range(1, num_blocks)]
         return nn.Sequential(*blocks)
 
     def _freeze_stages(self) -> None:
@@ -181,10 +287,9 @@ class ResNet(BaseModule):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         if self.zero_init_residual:
-            last = 'bn3' if hasattr(self.block, 'expansion') and self.block.expansion == 4 else 'bn2'
             for name in self.res_layers:
                 for blk in getattr(self, name):
-                    norm = getattr(blk, last)
+                    norm = blk.norm3 if isinstance(blk, Bottleneck) else blk.norm2
                     if norm.weight is not None:
                         nn.init.zeros_(norm.weight)
 

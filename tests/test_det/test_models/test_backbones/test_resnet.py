@@ -52,9 +52,11 @@ def test_resnet_frozen_stages_and_norm_eval():
 def test_resnet_caffe_style_gn_and_zero_init():
     model = ResNet(50, style='caffe', norm_cfg=dict(type='GN', num_groups=32))
     assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
-    assert isinstance(model.layer1[0].bn1, nn.GroupNorm) and model.norm1_name == 'gn1'
+    # MMDetection names the norm layers after their type: gn1..gn3 with GN (state-dict keys layer1.0.gn1.weight)
+    assert isinstance(model.layer1[0].gn1, nn.GroupNorm) and model.norm1_name == 'gn1'
+    assert 'layer1.0.gn3.weight' in model.state_dict() and not any('bn' in k for k in model.state_dict())
     model.init_weights()
-    assert torch.all(model.layer1[0].bn3.weight == 0) and torch.all(model.layer1[0].bn1.weight == 1)
+    assert torch.all(model.layer1[0].gn3.weight == 0) and torch.all(model.layer1[0].gn1.weight == 1)
 
 
 def test_resnet_bad_arguments():
