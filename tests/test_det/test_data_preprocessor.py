@@ -1,6 +1,6 @@
 from pathlib import Path
 
-import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -79,5 +79,59 @@ def test_batch_augments_only_in_training():
     torch.testing.assert_close(train['inputs'], val['inputs'] + 1)
     assert all(s.augmented for s in train['data_samples'])
     assert not any('augmented' in s for s in val['data_samples'])
-    with pytest.raises(NotImplementedError):
-        DetDataPreprocessor(pad_mask=True)
+
+
+def _mask_batch() -> dict:
+    """The two BCCD images with a box-shaped bitmap mask and a polygon mask, collated."""
+    items = []
+    for name, scale in (('BloodImage_00000', (300, 300)), ('BloodImage_00001', (200, 200))):
+        square = [10, 20, 110, 20, 110, 120, 10, 120]
+        r = dict(img_path=str(BCCD / 'JPEGImages' / f'{name}.jpg'), img_id=name,
+                 instances=[dict(bbox=[10, 20, 110, 120], bbox_label=0, ignore_flag=0, mask=[square]),
+                            dict(bbox=[10, 20, 110, 120], bbox_label=1, ignore_flag=0, mask=[square])])
+        r = LoadAnnotations(with_mask=True)(LoadImageFromFile()(r))
+        items.append(PackDetInputs()(Resize(scale=scale, keep_ratio=True)(r)))
+    return pseudo_collate(items)
+
+
+def test_pad_mask_pads_gt_masks_to_the_batch_shape():
+    pre = DetDataPreprocessor(mean=MEAN, std=STD, pad_size_divisor=32, pad_mask=True, mask_pad_value=7)
+    batch = _mask_batch()
+    before = [s.gt_instances.masks.masks.copy() for s in batch['data_samples']]
+    assert [b.shape for b in before] == [(2, 225, 300), (2, 150, 200)]
+    out = pre(batch, training=True)
+    for sample, mask in zip(out['data_samples'], before):
+        masks = sample.gt_instances.masks
+        assert (masks.height, masks.width) == sample.batch_input_shape == (256, 320)
+        assert masks.masks.shape == (2, 256, 320)
+        h, w = mask.shape[1:]
+        np.testing.assert_array_equal(masks.masks[:, :h, :w], mask)  # content kept at the top left
+        assert (masks.masks[:, h:] == 7).all() and (masks.masks[:, :, w:] == 7).all()
+        assert mask.sum() > 0
+    # masks stay at image size outside training (MMDetection pads them for the losses only)
+    val = pre(_mask_batch(), training=False)
+    assert [s.gt_instances.masks.masks.shape for s in val['data_samples']] == [(2, 225, 300), (2, 150, 200)]
+    # polygons only get a bigger canvas; pad_mask=False leaves everything alone
+    from kiln.det.structures.mask import PolygonMasks
+    sample = _mask_batch()['data_samples'][1]
+    poly = PolygonMasks([[np.array([1., 1, 5, 1, 5, 5])]] * 2, *sample.img_shape)
+    sample.gt_instances.masks = poly
+    padded = pre(dict(inputs=[torch.zeros(3, *sample.img_shape, dtype=torch.uint8)], data_samples=[sample]),
+                 training=True)['data_samples'][0].gt_instances.masks
+    assert (padded.height, padded.width) == (160, 224) and padded.masks[0][0].tolist() == [1, 1, 5, 1, 5, 5]
+    plain = DetDataPreprocessor(pad_size_divisor=32)(_mask_batch(), training=True)
+    assert plain['data_samples'][1].gt_instances.masks.masks.shape == (2, 150, 200)
+
+
+def test_pad_seg_pads_semantic_maps():
+    from kiln.structures import BaseDataElement
+    batch = _batch()
+    for sample in batch['data_samples']:
+        h, w = sample.img_shape
+        sample.gt_sem_seg = BaseDataElement(sem_seg=torch.ones(1, h, w, dtype=torch.uint8))
+    out = DetDataPreprocessor(pad_size_divisor=32, pad_seg=True, seg_pad_value=255)(batch, training=True)
+    for sample in out['data_samples']:
+        seg = sample.gt_sem_seg.sem_seg
+        h, w = sample.img_shape
+        assert seg.shape == (1, 256, 320) and (seg[:, :h, :w] == 1).all()
+        assert (seg[:, h:] == 255).all() and (seg[:, :, w:] == 255).all()

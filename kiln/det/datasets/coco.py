@@ -39,7 +39,12 @@ class CocoDataset(BaseDetDataset):
     category named ``classes[i]`` gets label ``i``; annotations of other categories are dropped. Records::
 
         dict(img_path, img_id (the json image id), height, width, instances=[dict(
-             bbox=[x1, y1, x2, y2] (xyxy pixels, converted from COCO's xywh), bbox_label, ignore_flag)])
+             bbox=[x1, y1, x2, y2] (xyxy pixels, converted from COCO's xywh), bbox_label, ignore_flag,
+             mask)])
+
+    ``mask`` is the annotation's ``segmentation`` as stored in the json (polygon list, uncompressed RLE with
+    list ``counts`` or compressed RLE), present when the annotation has a non-empty one; ``LoadAnnotations(
+    with_mask=True)`` decodes it.
 
     ``iscrowd=1`` annotations get ``ignore_flag=1``; annotations with ``ignore=1``, width/height < 1 pixel,
     ``area <= 0`` or lying entirely outside the image are dropped (as MMDetection does).
@@ -110,8 +115,10 @@ class CocoDataset(BaseDetDataset):
             inter_h = max(0.0, min(y1 + h, height) - max(y1, 0.0))
             if inter_w * inter_h == 0 or w < 1 or h < 1 or ann.get('area', w * h) <= 0:
                 continue
-            instances.append(dict(bbox=[x1, y1, x1 + w, y1 + h],
-                                  bbox_label=self.cat2label[ann['category_id']],
-                                  ignore_flag=1 if ann.get('iscrowd', 0) else 0))
+            instance = dict(bbox=[x1, y1, x1 + w, y1 + h], bbox_label=self.cat2label[ann['category_id']],
+                            ignore_flag=1 if ann.get('iscrowd', 0) else 0)
+            if ann.get('segmentation'):
+                instance['mask'] = ann['segmentation']
+            instances.append(instance)
         return dict(img_path=osp.join(img_prefix, file_name), img_id=img_info['id'],
                     height=height, width=width, instances=instances)

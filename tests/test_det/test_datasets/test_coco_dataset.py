@@ -101,3 +101,25 @@ def test_real_coco128_val():
         np.testing.assert_allclose(inst['bbox'], [x, y, x + w, y + h])
     labels = [inst['bbox_label'] for i in range(len(ds)) for inst in ds.get_data_info(i)['instances']]
     assert max(labels) <= 79 and min(labels) >= 0  # COCO ids 1..90 -> contiguous 0..79
+
+
+@pytest.mark.skipif(not COCO128.is_dir(), reason='coco128 not available beside the repo')
+def test_segmentations_are_kept_as_instance_masks(tmp_path):
+    ds = CocoDataset(data_root=str(COCO128), ann_file='annotations/instances_seg_val2017.json',
+                     data_prefix=dict(img='images/val2017/'), test_mode=True)
+    raw = json.loads((COCO128 / 'annotations/instances_seg_val2017.json').read_text())
+    kept = 0
+    for i in range(5):
+        info = ds.get_data_info(i)
+        anns = [a for a in raw['annotations'] if a['image_id'] == info['img_id']]
+        assert len(info['instances']) == len(anns)
+        for inst, a in zip(info['instances'], anns):
+            assert inst['mask'] == a['segmentation'] and isinstance(inst['mask'], list)
+            kept += 1
+    assert kept > 10
+    # annotations without a segmentation (box-only json) get no "mask" key
+    ann = tmp_path / 'val.json'
+    bccd_to_coco(ann, extra_anns=False)
+    box_only = CocoDataset(ann_file=str(ann), data_prefix=dict(img=str(BCCD / 'JPEGImages')),
+                           metainfo=dict(classes=('RBC', 'WBC', 'Platelets')), test_mode=True)
+    assert all('mask' not in inst for inst in box_only.get_data_info(0)['instances'])

@@ -59,5 +59,7 @@ def test_load_annotations_errors():
         LoadAnnotations()(dict(img_path='a.jpg'))
     with pytest.raises(ValueError, match='4 numbers'):
         LoadAnnotations()(dict(img_path='a.jpg', instances=[dict(bbox=[1, 2, 3], bbox_label=0)]))
-    with pytest.raises(NotImplementedError):
-        LoadAnnotations(with_mask=True)
+    with pytest.raises(NotImplementedError, match='with_seg'):
+        LoadAnnotations(with_seg=True)
+    with pytest.raises(NotImplementedError, match='box_type'):
+        LoadAnnotations(box_type='rbox')

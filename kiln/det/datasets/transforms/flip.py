@@ -49,8 +49,9 @@ def imflip(img: np.ndarray, direction: str) -> np.ndarray:
 class RandomFlip(BaseTransform):
     """Randomly flip the image and its boxes.
 
-    Reads: ``img``, ``img_shape``, ``gt_bboxes`` (optional). Writes: ``img``, ``gt_bboxes`` (float32 (N, 4) xyxy
-    in the flipped image), ``flip`` (bool), ``flip_direction`` (str or None).
+    Reads: ``img``, ``img_shape``, ``gt_bboxes`` / ``gt_masks`` (optional). Writes: ``img``, ``gt_bboxes``
+    (float32 (N, 4) xyxy in the flipped image), ``gt_masks`` (the mask structure's ``flip(direction)``),
+    ``flip`` (bool), ``flip_direction`` (str or None).
 
     The direction is drawn with numpy's global RNG (seeded per worker by the dataloader):
 
@@ -114,6 +115,8 @@ class RandomFlip(BaseTransform):
                 raise KeyError('RandomFlip: need "img_shape" (or "img") to flip gt_bboxes')
             results['gt_bboxes'] = bbox_flip(np.asarray(results['gt_bboxes'], dtype=np.float32), shape,
                                              direction)
+        if results.get('gt_masks') is not None:
+            results['gt_masks'] = results['gt_masks'].flip(direction)
         return results
 
     def __repr__(self) -> str:

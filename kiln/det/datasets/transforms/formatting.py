@@ -23,16 +23,17 @@ _MAPPING = {'gt_bboxes': 'bboxes', 'gt_bboxes_labels': 'labels'}
 class PackDetInputs(BaseTransform):
     """Pack the pipeline ``results`` into ``dict(inputs, data_samples)``.
 
-    Reads: ``img`` ((H, W, C) or (H, W) numpy), ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_ignore_flags``,
-    ``instances`` and every key of ``meta_keys`` present in ``results``.
+    Reads: ``img`` ((H, W, C) or (H, W) numpy), ``gt_bboxes``, ``gt_bboxes_labels``, ``gt_masks``,
+    ``gt_ignore_flags``, ``instances`` and every key of ``meta_keys`` present in ``results``.
 
     Writes a new dict:
 
     * ``inputs``: contiguous ``torch.Tensor`` (C, H, W), same dtype as ``img`` (uint8, BGR after
       ``LoadImageFromFile``);
     * ``data_samples``: :class:`DetDataSample` with ``gt_instances`` (``bboxes`` float32 (N, 4) xyxy,
-      ``labels`` int64 (N,)) for the instances whose ``gt_ignore_flags`` is False, ``ignored_instances`` with the
-      same fields for the others, and metainfo = the ``meta_keys`` found in ``results`` plus ``instances``
+      ``labels`` int64 (N,), and ``masks``: the ``gt_masks`` structure (``BitmapMasks`` / ``PolygonMasks``,
+      not a tensor, as in MMDetection) when present) for the instances whose ``gt_ignore_flags`` is False,
+      ``ignored_instances`` with the same fields for the others, and metainfo = the ``meta_keys`` found in ``results`` plus ``instances``
       (the dataset's original annotations, used by ``CocoMetric`` when it has no ``ann_file``) when present.
 
     Args:
@@ -71,6 +72,17 @@ class PackDetInputs(BaseTransform):
                 setattr(ignored, field, torch.from_numpy(np.ascontiguousarray(value[drop])))
             else:
                 setattr(gt, field, torch.from_numpy(np.ascontiguousarray(value)))
+        masks = results.get('gt_masks')
+        if masks is not None:
+            # the mask structure itself (BitmapMasks / PolygonMasks), indexed like the boxes
+            if flags is not None:
+                if len(flags) != len(masks):
+                    raise ValueError(f'PackDetInputs: gt_masks has {len(masks)} masks but gt_ignore_flags has '
+                                     f'{len(flags)} ({results.get("img_path", "")})')
+                gt.masks = masks[keep]
+                ignored.masks = masks[drop]
+            else:
+                gt.masks = masks
         sample.gt_instances = gt
         sample.ignored_instances = ignored
 

@@ -108,35 +108,49 @@ class LoadImageFromFile(BaseTransform):
 
 @TRANSFORMS.register_module()
 class LoadAnnotations(BaseTransform):
-    """Turn the record's ``instances`` into arrays.
+    """Turn the record's ``instances`` into arrays (and instance masks).
 
-    Reads: ``instances`` (list of dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag)).
+    Reads: ``instances`` (list of dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag, mask)), and with
+    ``with_mask`` the image size ``ori_shape`` (h, w) (set by ``LoadImageFromFile``; the record's
+    ``height`` / ``width`` are used when it is absent).
+
     Writes: ``gt_bboxes`` float32 (N, 4) xyxy pixels, ``gt_ignore_flags`` bool (N,) (with ``with_bbox``),
-    ``gt_bboxes_labels`` int64 (N,) (with ``with_label``). An image without instances gets (0, 4) / (0,).
+    ``gt_bboxes_labels`` int64 (N,) (with ``with_label``), ``gt_masks`` (with ``with_mask``):
+    :class:`~kiln.det.structures.mask.BitmapMasks` of uint8 (N, h, w) with ``poly2mask``, else
+    :class:`~kiln.det.structures.mask.PolygonMasks`. An image without instances gets (0, 4) / (0,) / 0 masks.
+
+    An instance's ``mask`` is a COCO ``segmentation``: a list of polygons ``[x0, y0, x1, y1, ...]`` (pixels), an
+    uncompressed RLE ``dict(size=[h, w], counts=[int, ...])`` or a compressed RLE ``dict(size, counts=str)``;
+    polygons and RLEs are decoded with ``pycocotools.mask``. As in MMDetection, an invalid mask does not drop
+    the instance but turns it into an ignored one (its ``gt_ignore_flags`` entry becomes True, its mask an empty
+    placeholder polygon): polygons with fewer than 3 points or an odd number of coordinates are discarded and
+    an instance left with none is ignored; with ``poly2mask=False`` RLE masks are ignored (``PolygonMasks``
+    holds polygons only); a dict without ``counts`` and ``size`` is ignored. The record itself is not modified.
 
     Args:
         with_bbox: load boxes and ignore flags.
         with_label: load class labels.
-        with_mask: instance masks are not supported yet (``True`` raises).
+        with_mask: load instance masks into ``gt_masks``.
+        poly2mask: rasterise masks to :class:`BitmapMasks` (default, as MMDetection); ``False`` keeps
+            :class:`PolygonMasks` (cheaper to transform, rasterised when the model asks for targets).
         box_type: accepted for MMDetection configs; only ``'hbox'`` (plain xyxy arrays) is supported.
 
     Raises:
-        NotImplementedError: ``with_mask=True`` or another ``box_type``.
-        KeyError: a record without ``instances`` or an instance without ``bbox`` / ``bbox_label`` (the
-            message names the image and the instance index).
+        NotImplementedError: ``with_seg=True`` or another ``box_type``.
+        KeyError: a record without ``instances``, an instance without ``bbox`` / ``bbox_label`` / ``mask`` (the
+            message names the image and the instance index), or no image size for the masks.
     """
 
     def __init__(self, with_bbox: bool = True, with_label: bool = True, with_mask: bool = False,
-                 box_type: str | None = 'hbox', **kwargs: object) -> None:
-        if with_mask:
-            raise NotImplementedError('LoadAnnotations: with_mask=True is not supported yet')
+                 poly2mask: bool = True, box_type: str | None = 'hbox', **kwargs: object) -> None:
         if box_type not in ('hbox', None):
             raise NotImplementedError(f"LoadAnnotations: box_type={box_type!r}; only 'hbox' is supported")
         if kwargs.get('with_seg'):
-            raise NotImplementedError('LoadAnnotations: with_seg=True is not supported yet')
+            raise NotImplementedError('LoadAnnotations: with_seg=True (semantic maps) is not supported yet')
         self.with_bbox = with_bbox
         self.with_label = with_label
         self.with_mask = with_mask
+        self.poly2mask = poly2mask
 
     def _instances(self, results: dict) -> list[dict]:
         if 'instances' not in results:
@@ -144,7 +158,8 @@ class LoadAnnotations(BaseTransform):
         return results['instances']
 
     def transform(self, results: dict) -> dict:
-        """Write ``gt_bboxes`` / ``gt_ignore_flags`` / ``gt_bboxes_labels`` (see the class docstring)."""
+        """Write ``gt_bboxes`` / ``gt_ignore_flags`` / ``gt_bboxes_labels`` / ``gt_masks`` (see the class
+        docstring)."""
         instances = self._instances(results)
         where = results.get('img_path', results.get('img_id', '?'))
         if self.with_bbox:
@@ -169,7 +184,81 @@ class LoadAnnotations(BaseTransform):
             except KeyError:
                 raise KeyError(f'LoadAnnotations: an instance of {where} has no "bbox_label"') from None
             results['gt_bboxes_labels'] = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if self.with_mask:
+            self._load_masks(results, instances, where)
         return results
 
+    def _mask_shape(self, results: dict, where: object) -> tuple[int, int]:
+        if results.get('ori_shape') is not None:
+            h, w = results['ori_shape'][:2]
+        elif results.get('height') is not None and results.get('width') is not None:
+            h, w = results['height'], results['width']
+        else:
+            raise KeyError(f'LoadAnnotations: with_mask needs the image size of {where}: put LoadImageFromFile '
+                           'first (it sets "ori_shape") or give the record "height" / "width"')
+        return int(h), int(w)
+
+    def _load_masks(self, results: dict, instances: list[dict], where: object) -> None:
+        from ...structures.mask import BitmapMasks, PolygonMasks
+        h, w = self._mask_shape(results, where)
+        masks: list = []
+        ignore = []
+        for i, inst in enumerate(instances):
+            if 'mask' not in inst:
+                raise KeyError(f'LoadAnnotations: instance {i} of {where} has no "mask" (with_mask=True); '
+                               'is the dataset keeping segmentations?')
+            mask, valid = _check_mask(inst['mask'], self.poly2mask)
+            masks.append(mask)
+            ignore.append(bool(inst.get('ignore_flag', 0)) or not valid)
+        if self.poly2mask:
+            bitmaps = [_decode_mask(m, h, w, where, i) for i, m in enumerate(masks)]
+            results['gt_masks'] = BitmapMasks(bitmaps, h, w) if bitmaps else BitmapMasks(
+                np.zeros((0, h, w), dtype=np.uint8), h, w)
+        else:
+            results['gt_masks'] = PolygonMasks(masks, h, w)
+        # invalid masks turn their instance into an ignored one (MMDetection resets the flags the same way)
+        results['gt_ignore_flags'] = np.asarray(ignore, dtype=bool).reshape(-1)
+
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(with_bbox={self.with_bbox}, with_label={self.with_label})'
+        return (f'{type(self).__name__}(with_bbox={self.with_bbox}, with_label={self.with_label}, '
+                f'with_mask={self.with_mask}, poly2mask={self.poly2mask})')
+
+
+def _placeholder_polygon() -> list[np.ndarray]:
+    """The empty stand-in mask of an invalid instance (a degenerate triangle at the origin)."""
+    return [np.zeros(6, dtype=np.float64)]
+
+
+def _check_mask(mask: object, poly2mask: bool) -> tuple[object, bool]:
+    """(the mask to decode, whether it is valid), following MMDetection's ``LoadAnnotations`` rules."""
+    if isinstance(mask, (list, tuple)):
+        polys = [np.asarray(p, dtype=np.float64).reshape(-1) for p in mask
+                 if hasattr(p, '__len__') and len(p) % 2 == 0 and len(p) >= 6]
+        if not polys:
+            return _placeholder_polygon(), False
+        return polys, True
+    if not poly2mask:
+        return _placeholder_polygon(), False  # PolygonMasks cannot hold an RLE
+    if isinstance(mask, dict) and mask.get('counts') is not None and mask.get('size') is not None \
+            and isinstance(mask['counts'], (list, str, bytes)):
+        return mask, True
+    return _placeholder_polygon(), False
+
+
+def _decode_mask(mask: object, h: int, w: int, where: object, index: int) -> np.ndarray:
+    """Decode one checked mask (polygon list, uncompressed or compressed RLE) to uint8 (h, w)."""
+    import pycocotools.mask as mask_utils
+    if isinstance(mask, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(mask, h, w))
+    else:
+        size = [int(v) for v in mask['size']]
+        if size != [h, w]:
+            raise ValueError(f'LoadAnnotations: the RLE mask of instance {index} of {where} has size {size}, '
+                             f'but the image is {[h, w]}')
+        if isinstance(mask['counts'], list):
+            rle = mask_utils.frPyObjects(mask, h, w)  # uncompressed -> compressed
+        else:
+            rle = mask
+            if isinstance(rle['counts'], str):
+                rle = dict(size=size, counts=rle['counts'].encode('ascii'))
+    return mask_utils.decode(rle)

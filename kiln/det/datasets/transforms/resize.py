@@ -89,10 +89,12 @@ def _pair(value: Any, name: str) -> tuple:
 class Resize(BaseTransform):
     """Resize the image and its boxes to a fixed size or by a factor.
 
-    Reads: ``img``, optional ``scale`` (set by :class:`RandomResize`), ``gt_bboxes``, ``scale_factor``.
+    Reads: ``img``, optional ``scale`` (set by :class:`RandomResize`), ``gt_bboxes``, ``gt_masks``,
+    ``scale_factor``.
     Writes: ``img``, ``img_shape`` (h, w), ``scale`` (w, h) target, ``scale_factor`` (w_scale, h_scale) as
     floats, ``keep_ratio``, ``gt_bboxes`` (float32 (N, 4) xyxy, scaled and, with ``clip_object_border``,
-    clipped to the new image).
+    clipped to the new image), ``gt_masks`` (resized to the new image size: nearest-neighbour for
+    ``BitmapMasks``, scaled vertices for ``PolygonMasks``).
 
     ``scale_factor`` maps original-image pixels to pixels of the current image: when the pipeline already holds
     one (an earlier resize), the new factor is multiplied into it, so ``bboxes / scale_factor`` always gives
@@ -161,6 +163,10 @@ class Resize(BaseTransform):
                 boxes[:, 0::2] = boxes[:, 0::2].clip(0, new_w)
                 boxes[:, 1::2] = boxes[:, 1::2].clip(0, new_h)
             results['gt_bboxes'] = boxes
+        if results.get('gt_masks') is not None:
+            # nearest-neighbour resize to exactly the new image size (MMDetection: ``rescale`` with keep_ratio,
+            # ``resize`` without; both give this size)
+            results['gt_masks'] = results['gt_masks'].resize((new_h, new_w))
         return results
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ import math
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kiln.model import ImgDataPreprocessor
@@ -37,10 +38,11 @@ class DetDataPreprocessor(ImgDataPreprocessor):
             :class:`kiln.model.ImgDataPreprocessor`.
         boxtype2tensor: accepted for MMDetection configs; kiln's boxes are plain tensors already.
         batch_augments: configs (or modules) of batch augmentations applied in training only.
-        pad_mask, pad_seg: mask / semantic-map padding is not supported yet (``True`` raises).
-
-    Raises:
-        NotImplementedError: ``pad_mask`` or ``pad_seg`` is True.
+        pad_mask: in training, pad each sample's ``gt_instances.masks`` (``BitmapMasks`` / ``PolygonMasks``) at
+            the bottom / right to ``batch_input_shape`` (Mask R-CNN configs set this), see :meth:`pad_gt_masks`.
+        mask_pad_value: value of the padded mask pixels (0 = background).
+        pad_seg: in training, pad ``gt_sem_seg.sem_seg`` of samples that have one to ``batch_input_shape``.
+        seg_pad_value: value of the padded semantic-map pixels (255 = ignore).
     """
 
     def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
@@ -50,8 +52,10 @@ class DetDataPreprocessor(ImgDataPreprocessor):
                  non_blocking: bool = False, batch_augments: Sequence[dict | nn.Module] | None = None) -> None:
         super().__init__(mean=mean, std=std, pad_size_divisor=pad_size_divisor, pad_value=pad_value,
                          bgr_to_rgb=bgr_to_rgb, rgb_to_bgr=rgb_to_bgr, non_blocking=non_blocking)
-        if pad_mask or pad_seg:
-            raise NotImplementedError('DetDataPreprocessor: pad_mask / pad_seg are not supported yet')
+        self.pad_mask = pad_mask
+        self.mask_pad_value = mask_pad_value
+        self.pad_seg = pad_seg
+        self.seg_pad_value = seg_pad_value
         self.boxtype2tensor = boxtype2tensor
         self.batch_augments = None if batch_augments is None else nn.ModuleList(
             [MODELS.build(aug) if isinstance(aug, dict) else aug for aug in batch_augments])
@@ -76,7 +80,33 @@ class DetDataPreprocessor(ImgDataPreprocessor):
             batch_input_shape = tuple(inputs.shape[-2:])
             for sample, pad_shape in zip(data_samples, pad_shapes):
                 sample.set_metainfo({'batch_input_shape': batch_input_shape, 'pad_shape': pad_shape})
+            if self.pad_mask and training:
+                self.pad_gt_masks(data_samples)
+            if self.pad_seg and training:
+                self.pad_gt_sem_seg(data_samples)
         if training and self.batch_augments is not None:
             for aug in self.batch_augments:
                 inputs, data_samples = aug(inputs, data_samples)
         return {'inputs': inputs, 'data_samples': data_samples}
+
+    def pad_gt_masks(self, batch_data_samples: Sequence) -> None:
+        """Pad each sample's ``gt_instances.masks`` (bottom / right) to its ``batch_input_shape`` with
+        ``mask_pad_value``, in place (MMDetection's ``pad_gt_masks``). Samples without masks are skipped."""
+        for sample in batch_data_samples:
+            gt = sample.get('gt_instances')
+            if gt is None or 'masks' not in gt:
+                continue
+            gt.masks = gt.masks.pad(sample.batch_input_shape, pad_val=self.mask_pad_value)
+
+    def pad_gt_sem_seg(self, batch_data_samples: Sequence) -> None:
+        """Pad each sample's ``gt_sem_seg.sem_seg`` ((1, H, W) or (H, W) tensor) bottom / right to its
+        ``batch_input_shape`` with ``seg_pad_value``, in place. Samples without ``gt_sem_seg`` are skipped."""
+        for sample in batch_data_samples:
+            seg_data = sample.get('gt_sem_seg')
+            if seg_data is None:
+                continue
+            seg = seg_data.sem_seg
+            h, w = seg.shape[-2:]
+            pad_h, pad_w = sample.batch_input_shape
+            seg_data.sem_seg = F.pad(seg, (0, max(pad_w - w, 0), 0, max(pad_h - h, 0)), mode='constant',
+                                     value=self.seg_pad_value)
