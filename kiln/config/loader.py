@@ -19,13 +19,12 @@ import builtins
 import copy
 import os
 import re
-import sys
 import types
 from typing import Any, Callable
 
 from .config_dict import ConfigDict
 from .lazy import LazyObject
-from .merge import DELETE_KEY, merge_into, strip_delete_keys
+from .merge import merge_into, rebuild
 from .package_configs import resolve_package_base
 from .pure_python import ConfigImporter, analyze_imports
 
@@ -70,8 +69,8 @@ def load_file(filename: str, use_predefined_variables: bool = True,
         raise FileNotFoundError(f'config file not found: {filename!r} (resolved to {path})')
     loader = _Loader(use_predefined_variables, lazy_import)
     cfg = loader.load(path, ())
-    if any(DELETE_KEY in t for _, t in loader.texts):
-        strip_delete_keys(cfg)
+    # As in MMEngine, a `_delete_` key is consumed where its dict replaces an inherited value;
+    # one that had nothing to replace stays in the values.
     return cfg, '\n'.join(f'# {p}\n{t}' for p, t in loader.texts)
 
 
@@ -83,8 +82,7 @@ def load_text(text: str, file_format: str, use_predefined_variables: bool = True
     _check_extension(ext, '<string>')
     virtual = os.path.join(os.getcwd(), f'<string>{ext}')
     loader = _Loader(use_predefined_variables, lazy_import)
-    cfg = loader.load_source(text, virtual, ext, '<string>', ())
-    return strip_delete_keys(cfg)
+    return loader.load_source(text, virtual, ext, '<string>', ())
 
 
 # -------------------------------------------------------------------------------------------------
@@ -129,50 +127,58 @@ def _lookup(cfg: Any, dotted: str, display: str) -> Any:
     return copy.deepcopy(node)
 
 
-class _BaseVars:
-    """``_base_`` inside a .py config: attribute/item access returns deep copies of base values."""
-
-    __slots__ = ('_cfg', '_display')
-
-    def __init__(self, cfg: ConfigDict, display: str) -> None:
-        object.__setattr__(self, '_cfg', cfg)
-        object.__setattr__(self, '_display', display)
+class _BaseView(ConfigDict):
+    """``_base_`` inside a .py config: the merged values of the base files themselves (MMEngine's
+    semantics), so ``_base_.model.x = 1``, ``del _base_.model`` and ``m = _base_.model; m.pop('a')``
+    change what this file inherits. Only a missing key gets a message naming the file."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith('__'):
+        if name.startswith('__') and name.endswith('__'):
             raise AttributeError(name)
-        try:
-            return _lookup(self._cfg, name, self._display)
-        except KeyError as e:
-            raise AttributeError(e.args[0]) from None
+        if name in self:
+            return self[name]
+        display = self.__dict__.get('_display_', 'config')
+        keys = ', '.join(repr(k) for k in list(self)[:20])
+        raise AttributeError(f'{display}: _base_.{name} is not defined in the base files '
+                             f"(inherited keys: {keys or 'none'})")
 
-    def __getitem__(self, name: str) -> Any:
-        return _lookup(self._cfg, str(name), self._display)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f'{self._display}: _base_ is read-only; assign to a new variable')
-
-    def __repr__(self) -> str:
-        return f'_base_({dict(dict.items(self._cfg))!r})'
+def _base_view(cfg: ConfigDict, display: str) -> _BaseView:
+    view = _BaseView.__new__(_BaseView)
+    for key, value in dict.items(cfg):
+        dict.__setitem__(view, key, value)
+    object.__setattr__(view, '_display_', display)
+    return view
 
 
 # python ------------------------------------------------------------------------------------------
+_REF_FUNC = '__kiln_base_ref__'
+
+
 def _base_ref_to_expr(m: re.Match) -> str:
-    return BASE_KEY + ''.join(f'[{p}]' if p.isdigit() else f'.{p}'
-                              for p in m.group(2).split('.'))
+    # {{_base_.a.b}} in a .py file: a deep copy of the inherited value at this point
+    return f'{_REF_FUNC}({m.group(2)!r})'
+
+
+_BASE_ASSIGN_RE = re.compile(r'^[ \t]*_base_[ \t]*(?::[^=\n]*)?=(?!=)', re.M)
 
 
 class _Namespace:
     """Locals mapping for executing a .py config: writes go to the globals dict (so functions and
     comprehensions see every name); assigning ``_base_`` loads the base files right away and
-    binds ``_base_`` to a read-only view of their merged values."""
+    rebinds ``_base_`` to their merged values (a :class:`_BaseView`).
 
-    def __init__(self, globals_: dict, load_bases: Callable[[Any, int], ConfigDict],
-                 display: str) -> None:
+    ``base_lines`` are the line numbers of the ``_base_ =`` statements, in order (found in the
+    source text), used to name the line in errors about the bases."""
+
+    def __init__(self, globals_: dict, load_bases: Callable[[Any, int | None], ConfigDict],
+                 display: str, base_lines: list[int]) -> None:
         self.globals = globals_
-        self.base_cfg: ConfigDict | None = None
+        self.base_view: _BaseView | None = None
         self._load_bases = load_bases
         self._display = display
+        self._base_lines = base_lines
+        self._assignments = 0
 
     def __getitem__(self, key: str) -> Any:
         return self.globals[key]
@@ -185,12 +191,19 @@ class _Namespace:
 
     def __setitem__(self, key: str, value: Any) -> None:
         if key == BASE_KEY:
-            line = sys._getframe(1).f_lineno
-            if self.base_cfg is not None:
-                raise ValueError(f'{self._display}, line {line}: {BASE_KEY} is assigned twice')
-            self.base_cfg = self._load_bases(value, line)
-            value = _BaseVars(self.base_cfg, self._display)
+            n = self._assignments
+            self._assignments += 1
+            line = self._base_lines[n] if n < len(self._base_lines) else None
+            where = f'{self._display}, line {line}' if line else self._display
+            if self.base_view is not None:
+                raise ValueError(f'{where}: {BASE_KEY} is assigned twice')
+            value = self.base_view = _base_view(self._load_bases(value, line), self._display)
         self.globals[key] = value
+
+    def base_ref(self, dotted: str) -> Any:
+        """``{{_base_.a.b}}`` in a .py file: a deep copy of the inherited value."""
+        base = self.base_view if self.base_view is not None else ConfigDict()
+        return _lookup(base, dotted, self._display)
 
 
 # json / yaml -------------------------------------------------------------------------------------
@@ -310,7 +323,10 @@ class _Loader:
                 if not os.path.isfile(base_path):
                     raise FileNotFoundError(
                         f'{display}: base config {base!r} not found (looked for {base_path})')
-            merge_into(self.load(base_path, stack), merged, where=base_path)
+            # like MMEngine, a base's values are fresh containers: nothing in them is shared with
+            # another key, so changing one through ``_base_`` changes only that one
+            merge_into(rebuild(self.load(base_path, stack)), merged, where=base_path,
+                       copy_merged=True)
         return merged
 
     def _load_python(self, text: str, path: str, display: str,
@@ -318,10 +334,11 @@ class _Loader:
         text = _BASE_REF_RE.sub(_base_ref_to_expr, text)
         code = _compile(text, display)
 
-        def load_bases(bases: Any, line: int) -> ConfigDict:
-            return self.load_bases(bases, path, f'{display}, line {line}', stack)
+        def load_bases(bases: Any, line: int | None) -> ConfigDict:
+            return self.load_bases(bases, path, f'{display}, line {line}' if line else display,
+                                   stack)
 
-        namespace: dict[str, Any] = {BASE_KEY: _BaseVars(ConfigDict(), display), '__file__': path,
+        namespace: dict[str, Any] = {BASE_KEY: _base_view(ConfigDict(), display), '__file__': path,
                                      '__name__': '__kiln_config__', '__builtins__': builtins}
         bound: set[str] = set()
         importer = None
@@ -333,7 +350,9 @@ class _Loader:
                 return self.load(base_path, stack), self.imports.get(base_path, {})
             importer = ConfigImporter(path, display, lazy, load_base_module)
             namespace['__builtins__'] = importer.builtins()
-        local = _Namespace(namespace, load_bases, display)
+        base_lines = [text.count('\n', 0, m.start()) + 1 for m in _BASE_ASSIGN_RE.finditer(text)]
+        local = _Namespace(namespace, load_bases, display, base_lines)
+        namespace[_REF_FUNC] = local.base_ref
         try:
             exec(code, namespace, local)  # type: ignore[arg-type]
         except Exception as e:
@@ -344,11 +363,13 @@ class _Loader:
         imported = {k: namespace[k] for k in bound
                     if k in namespace and _is_import_value(namespace[k])}
         self.imports[path] = imported
+        # MMEngine keeps the functions and classes a pure-Python (lazy) config defines itself
+        dropped = types.ModuleType if importer is not None and importer.lazy else _FILTERED_TYPES
         own = ConfigDict({k: v for k, v in namespace.items()
                           if not k.startswith('__') and k != BASE_KEY and k not in imported
-                          and not isinstance(v, _FILTERED_TYPES)})
-        return merge_into(own, local.base_cfg if local.base_cfg is not None else ConfigDict(),
-                          where=display)
+                          and not isinstance(v, dropped)})
+        base = local.base_view.copy() if local.base_view is not None else ConfigDict()
+        return merge_into(own, base, where=display, copy_merged=True)
 
     def _load_data(self, text: str, path: str, ext: str, display: str,
                    stack: tuple[str, ...]) -> ConfigDict:
@@ -362,4 +383,4 @@ class _Loader:
         base_cfg = self.load_bases(data.pop(BASE_KEY, None), path, display, stack)
         if tokens:
             data = _resolve_tokens(data, tokens, base_cfg, display)
-        return merge_into(ConfigDict(data), base_cfg, where=display)
+        return merge_into(ConfigDict(data), base_cfg, where=display, copy_merged=True)

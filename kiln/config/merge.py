@@ -5,12 +5,13 @@ from typing import Any
 
 from .config_dict import ConfigDict
 
-__all__ = ['DELETE_KEY', 'merge_into', 'strip_delete_keys', 'set_by_path']
+__all__ = ['DELETE_KEY', 'merge_into', 'rebuild', 'strip_delete_keys', 'set_by_path']
 
 DELETE_KEY = '_delete_'
 
 
-def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = '') -> dict:
+def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = '',
+               copy_merged: bool = False) -> dict:
     """Merge ``child`` into ``base`` in place and return ``base``.
 
     Rules (MMEngine's): a dict in ``child`` merges recursively into the dict under the same key in
@@ -23,6 +24,9 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
         base: the mapping that receives the values.
         where: the file (or option source) named in error messages.
         path: dotted key path of ``base`` inside the whole config, for error messages.
+        copy_merged: merge into a shallow copy of each nested dict of ``base`` (stored back under
+            its key) instead of the dict itself, so that other references to it do not change
+            (MMEngine's ``_merge_a_into_b``, used for inheritance).
 
     Raises:
         TypeError: a dict in ``child`` meets a non-dict, non-None value in ``base`` without
@@ -33,7 +37,11 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
         if isinstance(value, dict) and key in base and not value.pop(DELETE_KEY, False):
             current = dict.__getitem__(base, key)
             if isinstance(current, dict):
-                merge_into(value, current, where=where, path=key_path)
+                if copy_merged:
+                    current = current.copy() if isinstance(current, ConfigDict) \
+                        else ConfigDict(current)
+                    dict.__setitem__(base, key, current)
+                merge_into(value, current, where=where, path=key_path, copy_merged=copy_merged)
                 continue
             if current is not None:
                 raise TypeError(
@@ -42,6 +50,19 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
                     'to replace the inherited value')
         base[key] = value
     return base
+
+
+def rebuild(value: Any) -> Any:
+    """Copy every dict (as a ConfigDict), list and tuple of ``value``, recursively; other values are
+    shared. After it, no container is reachable from two places."""
+    if isinstance(value, dict):
+        new = ConfigDict()
+        for key, item in dict.items(value):
+            dict.__setitem__(new, key, rebuild(item))
+        return new
+    if type(value) in (list, tuple):
+        return type(value)(rebuild(v) for v in value)
+    return value
 
 
 def strip_delete_keys(value: Any) -> Any:

@@ -151,7 +151,9 @@ def test_base_reference_in_python(tmp_path):
     assert cfg.c == (1333, 800)
 
 
-def test_python_base_variable_access_gives_deep_copies(tmp_path):
+def test_python_base_variable_access_is_the_inherited_value(tmp_path):
+    # MMEngine: `_base_` is the merged base dict itself; changing what `_base_.model` returns
+    # changes the inherited `model` (the corpus relies on it: `_base_.train_cfg.val_interval = 2`)
     write(tmp_path, 'resnet50.py', "model = dict(type='ResNet', depth=50, stages=[1, 2])\n")
     path = write(tmp_path, 'modify.py', """
         _base_ = ['resnet50.py']
@@ -162,7 +164,7 @@ def test_python_base_variable_access_gives_deep_copies(tmp_path):
     """)
     cfg = Config.fromfile(path)
     assert cfg.a.to_dict() == dict(type='MobileNet', depth=50, stages=[1, 2, 3])
-    assert cfg.model.to_dict() == dict(type='ResNet', depth=50, stages=[1, 2])
+    assert cfg.model.to_dict() == dict(type='MobileNet', depth=50, stages=[1, 2, 3])
     assert cfg.b == 51
 
 

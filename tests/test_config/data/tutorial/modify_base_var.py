@@ -1,4 +1,4 @@
-# `_base_.model` is a copy of the inherited value; changing it leaves `model` untouched.
+# `_base_.model` is the inherited value itself (MMEngine): changing it changes `model` too.
 _base_ = ['resnet50.py']
 a = _base_.model
 a.type = 'MobileNet'
