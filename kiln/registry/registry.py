@@ -42,8 +42,11 @@ class Registry:
         build_func: ``build_func(cfg, *args, registry=self, **kwargs)`` used by :meth:`build`;
             default: the parent's, else :func:`~kiln.registry.build_from_cfg`.
         parent: parent registry; :meth:`get` searches this registry, then its parents.
-        scope: the package this registry belongs to (``'kiln'``); inferred from the top-level package
-            of the calling module when omitted. Names may be prefixed with a scope
+        scope: the package this registry belongs to (``'kiln'``). When omitted, it is the top-level
+            package of the first of ``locations`` (``['myproj.models']`` -> ``'myproj'``), else the
+            top-level package of the module of the first class/function registered (``'__main__'``
+            in a script; ``'__main__'`` is also shown while nothing is registered). Names may be
+            prefixed with a scope
             (``'kiln.ResNet'``, ``'mmalpha.LogSoftmax'``) to pick the registry of that scope in the
             same tree (``'mmdet'``/``'mmengine'`` are aliases of ``'kiln.det'``/``'kiln'``; a scope
             without a registry of its own, such as ``'kiln.det'``, uses the registry of its
@@ -70,13 +73,13 @@ class Registry:
                  locations: list[str] | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f'Registry name must be a non-empty string, got {name!r}')
-        if scope is None:
-            scope = self.infer_scope()
-        if not isinstance(scope, str) or not scope:
-            raise TypeError(f'Registry {name!r}: scope must be a non-empty string, got {scope!r}')
         locations = list(locations or [])
         if not all(isinstance(loc, str) for loc in locations):
             raise TypeError(f'Registry {name!r}: locations must be module names, got {locations!r}')
+        if scope is None and locations:
+            scope = locations[0].partition('.')[0]
+        if scope is not None and (not isinstance(scope, str) or not scope):
+            raise TypeError(f'Registry {name!r}: scope must be a non-empty string, got {scope!r}')
         if parent is not None and not isinstance(parent, Registry):
             raise TypeError(f'Registry {name!r}: parent must be a Registry, got {parent!r}')
         if build_func is not None and not callable(build_func):
@@ -87,9 +90,13 @@ class Registry:
         self._imported = not locations
         self._module_dict: dict[str, Any] = {}
         self._children: dict[str, Registry] = {}
+        self._unscoped_children: list[Registry] = []  # scope not known yet (see `scope`)
         self.parent: Registry | None = None
         if parent is not None:
-            parent._add_child(self)
+            if scope is None:
+                parent._unscoped_children.append(self)
+            else:
+                parent._add_child(self)
             self.parent = parent
         if build_func is None:
             build_func = parent.build_func if parent is not None else build_from_cfg
@@ -102,6 +109,15 @@ class Registry:
 
     @property
     def scope(self) -> str:
+        """The package this registry belongs to (see the class docstring)."""
+        if self._scope is None:
+            for obj in self._module_dict.values():
+                module = getattr(obj, '__module__', None)
+                if isinstance(module, str) and module:
+                    self._scope = module.partition('.')[0]
+                    break
+            else:
+                return '__main__'
         return self._scope
 
     @property
@@ -116,6 +132,14 @@ class Registry:
     @property
     def children(self) -> dict[str, 'Registry']:
         """Child registries by scope."""
+        return self._child_map()
+
+    def _child_map(self) -> dict[str, 'Registry']:
+        # children created without a scope join the map once their scope is known
+        for child in list(self._unscoped_children):
+            if child._scope is not None or child._module_dict:
+                self._unscoped_children.remove(child)
+                self._add_child(child)
         return self._children
 
     @property
@@ -124,16 +148,6 @@ class Registry:
         while reg.parent is not None:
             reg = reg.parent
         return reg
-
-    @staticmethod
-    def infer_scope() -> str:
-        """Top-level package name of the module that creates the registry (``'__main__'`` in
-        scripts)."""
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_globals.get('__name__') == __name__:
-            frame = frame.f_back
-        module = frame.f_globals.get('__name__', '__main__') if frame is not None else '__main__'
-        return module.split('.')[0]
 
     @staticmethod
     def split_scope_key(key: str) -> tuple[str | None, str]:
@@ -238,7 +252,7 @@ class Registry:
         while stack:
             reg = stack.pop()
             yield reg
-            stack.extend(reg._children.values())
+            stack.extend(reg._child_map().values())
 
     def registry_for_scope(self, scope: str) -> 'Registry | None':
         """The registry of ``scope`` in this registry's tree: exact scope (aliases applied), else

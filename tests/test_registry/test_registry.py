@@ -74,12 +74,31 @@ def test_register_rejects_bad_input():
         Registry('x', parent=object())
 
 
-def test_scope_is_inferred_from_calling_package():
+def test_scope_is_inferred_without_frame_inspection():
+    # from the locations ...
+    assert Registry('located', locations=['mmalpha.models', 'other.pkg']).scope == 'mmalpha'
+    # ... else from the module of the first object registered (a registry and its classes live
+    # in the same package), '__main__' while it is empty
     reg = Registry('inferred')
-    assert reg.scope == __name__.split('.')[0]
+    assert reg.scope == '__main__'
+    reg.register_module(module=Registry)
+    assert reg.scope == 'kiln'
     namespace = {'__name__': 'mmalpha.models.builder', 'Registry': Registry}
-    exec("reg = Registry('x')", namespace)
+    exec("reg = Registry('x')\n@reg.register_module()\nclass Net: pass\n", namespace)
     assert namespace['reg'].scope == 'mmalpha'
+    # the scope stays what it was first inferred as
+    namespace['reg'].register_module(name='Other', module=test_scope_is_inferred_without_frame_inspection)
+    assert namespace['reg'].scope == 'mmalpha'
+
+
+def test_child_without_scope_joins_parent_once_it_registers():
+    root = Registry('model', scope='t_unscoped_root')
+    child = Registry('model', parent=root)
+    assert root.children == {}
+    namespace = {'__name__': 'mmgamma.models', 'child': child}
+    exec("@child.register_module()\nclass GammaNet: pass\n", namespace)
+    assert root.children == {'mmgamma': child}
+    assert root.get('mmgamma.GammaNet') is namespace['GammaNet']
 
 
 @pytest.fixture
