@@ -1,5 +1,5 @@
 """Detection datasets (registered in ``kiln.registry.DATASETS``) and their transforms."""
-from . import transforms
+from . import samplers, transforms
 from .base_det_dataset import BaseDetDataset
 from .catalog import CatalogDataset, DatasetCatalog, Metadata, MetadataCatalog, register_coco_instances
 from .coco import COCO_CLASSES, CocoDataset
@@ -9,4 +9,4 @@ from .yolo import YOLODataset
 
 __all__ = ['BaseDetDataset', 'CocoDataset', 'XMLDataset', 'VOCDataset', 'COCO_CLASSES', 'VOC_CLASSES',
            'YOLODataset', 'CatalogDataset', 'DatasetCatalog', 'Metadata', 'MetadataCatalog',
-           'register_coco_instances', 'transforms']
+           'register_coco_instances', 'samplers', 'transforms']
