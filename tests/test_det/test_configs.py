@@ -1,0 +1,138 @@
+"""The two-stage configs: MMDetection-layout base files, the VOC 07+12 config and the CPU recipes load, hold the
+expected values and build."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from kiln.config import Config
+from kiln.dataset import pseudo_collate
+from kiln.registry import DATASETS, MODELS, init_default_scope
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / 'configs'
+BCCD = REPO / 'data' / 'bccd'
+BALLOON = REPO.parent / 'shared' / 'data' / 'balloon'
+
+
+@pytest.fixture(autouse=True)
+def _scope():
+    init_default_scope('kiln.det')
+
+
+def _num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('name, mmdet_params', [
+    ('faster-rcnn_r50_fpn.py', 41_753_056),  # MMDetection 3.3.0, num_classes=80 (shared/mmdet_refs/README.md)
+    ('mask-rcnn_r50_fpn.py', 44_396_336),
+])
+def test_rcnn_base_models_match_mmdetection_size(name, mmdet_params):
+    cfg = Config.fromfile(str(CONFIGS / '_base_' / 'models' / name))
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == cfg.model.type
+    assert _num_params(model) == mmdet_params
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='torchvision://resnet50')
+    assert cfg.model.train_cfg.rcnn.sampler.num == 512 and cfg.model.test_cfg.rcnn.max_per_img == 100
+    if name.startswith('mask'):
+        assert cfg.model.data_preprocessor.pad_mask is True
+        assert cfg.model.train_cfg.rcnn.mask_size == 28 and cfg.model.test_cfg.rcnn.mask_thr_binary == 0.5
+
+
+def test_voc0712_config_values():
+    cfg = Config.fromfile(str(CONFIGS / 'faster_rcnn' / 'faster-rcnn_r50_fpn_1x_voc0712.py'))
+    assert cfg.default_scope == 'kiln.det'
+    assert cfg.model.type == 'FasterRCNN' and cfg.model.roi_head.bbox_head.num_classes == 20
+    assert cfg.model.rpn_head.anchor_generator.strides == [4, 8, 16, 32, 64]
+    train = cfg.train_dataloader.dataset
+    assert train.type == 'RepeatDataset' and train.times == 3
+    concat = train.dataset
+    assert concat.type == 'ConcatDataset' and concat.ignore_keys == ['dataset_type']
+    assert [d.type for d in concat.datasets] == ['VOCDataset', 'VOCDataset']
+    assert [d.ann_file for d in concat.datasets] == ['VOC2007/ImageSets/Main/trainval.txt',
+                                                     'VOC2012/ImageSets/Main/trainval.txt']
+    assert [d.data_prefix.sub_data_root for d in concat.datasets] == ['VOC2007/', 'VOC2012/']
+    assert all(d.data_root == 'data/VOCdevkit/' for d in concat.datasets)
+    assert [t['type'] for t in concat.datasets[0].pipeline] == [
+        'LoadImageFromFile', 'LoadAnnotations', 'Resize', 'RandomFlip', 'PackDetInputs']
+    assert concat.datasets[0].pipeline[2]['scale'] == (1000, 600)
+    test = cfg.test_dataloader.dataset
+    assert test.type == 'VOCDataset' and test.ann_file == 'VOC2007/ImageSets/Main/test.txt' and test.test_mode
+    assert [t['type'] for t in test.pipeline][1:3] == ['Resize', 'LoadAnnotations']  # gt stays in original pixels
+    assert cfg.train_cfg.max_epochs == 4 and cfg.param_scheduler[0].milestones == [3]
+    assert cfg.optim_wrapper.optimizer.lr == 0.01
+    assert cfg.test_evaluator.type == 'CocoMetric'
+
+
+def test_voc0712_train_set_builds_on_a_voc_layout(tmp_path):
+    """The RepeatDataset(ConcatDataset([VOC2007, VOC2012])) of the config, on a VOCdevkit made of BCCD links."""
+    root = tmp_path / 'VOCdevkit'
+    for year in ('VOC2007', 'VOC2012'):
+        (root / year).mkdir(parents=True)
+        for sub in ('Annotations', 'JPEGImages', 'ImageSets'):
+            os.symlink(BCCD / sub, root / year / sub)
+    cfg = Config.fromfile(str(CONFIGS / 'faster_rcnn' / 'faster-rcnn_r50_fpn_1x_voc0712.py'))
+    for d in cfg.train_dataloader.dataset.dataset.datasets:
+        d.data_root = str(root) + '/'
+        d.metainfo = dict(classes=('RBC', 'WBC', 'Platelets'))
+    with pytest.warns(UserWarning, match='zero area'):  # a known degenerate BCCD box
+        ds = DATASETS.build(cfg.train_dataloader.dataset)
+    assert type(ds).__name__ == 'RepeatDataset' and type(ds.dataset).__name__ == 'ConcatDataset'
+    one_year = len(ds.dataset.datasets[0])
+    assert 280 <= one_year <= 292 and len(ds.dataset) == 2 * one_year and len(ds) == 3 * 2 * one_year
+    sample = ds[len(ds) - 1]  # the last VOC2012 image of the third repetition
+    assert '/VOC2012/JPEGImages/' in sample['data_samples'].img_path
+    assert max(sample['inputs'].shape[1:]) <= 1000 and min(sample['inputs'].shape[1:]) <= 600
+
+
+def test_coco_instance_dataset_config():
+    cfg = Config.fromfile(str(CONFIGS / '_base_' / 'datasets' / 'coco_instance.py'))
+    assert cfg.train_dataloader.dataset.pipeline[1] == dict(type='LoadAnnotations', with_bbox=True, with_mask=True)
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    assert cfg.val_evaluator.ann_file == 'data/coco/annotations/instances_val2017.json'
+
+
+def test_faster_rcnn_bccd_recipe_builds_and_trains_one_step():
+    cfg = Config.fromfile(str(CONFIGS / 'faster_rcnn' / 'faster-rcnn_r18-slim_fpn_bccd.py'))
+    assert cfg.model.type == 'FasterRCNN' and cfg.model.roi_head.bbox_head.num_classes == 3
+    assert cfg.model.backbone.init_cfg is None  # from scratch: nothing to download
+    assert cfg.train_cfg.max_epochs == 8 and cfg.val_evaluator.type == 'CocoMetric'
+    model = MODELS.build(cfg.model)
+    assert 2e6 < _num_params(model) < 6e6
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(BCCD) + '/'
+    ds_cfg.indices = 2
+    ds = DATASETS.build(ds_cfg)
+    batch = pseudo_collate([ds[0], ds[1]])
+    assert tuple(batch['inputs'][0].shape[1:]) == (384, 512)
+    torch.manual_seed(0)
+    model.train()
+    data = model.data_preprocessor(batch, True)
+    losses = model(**data, mode='loss')
+    assert {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox'} <= set(losses)
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.skipif(not BALLOON.exists(), reason='shared balloon data not beside the repo')
+def test_mask_rcnn_balloon_recipe_builds_and_loads_masks():
+    cfg = Config.fromfile(str(CONFIGS / 'mask_rcnn' / 'mask-rcnn_r18-slim_fpn_balloon.py'))
+    assert cfg.model.type == 'MaskRCNN' and cfg.model.roi_head.mask_head.num_classes == 1
+    assert cfg.model.data_preprocessor.pad_mask is True and cfg.model.backbone.init_cfg is None
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    assert cfg.train_dataloader.dataset.data_root == '../shared/data/balloon/'  # beside the repository
+    model = MODELS.build(cfg.model)
+    assert 2e6 < _num_params(model) < 6e6
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(BALLOON) + '/'
+    ds_cfg.indices = [0]
+    ds = DATASETS.build(ds_cfg)
+    assert ds.metainfo['classes'] == ('balloon',)
+    sample = ds[0]
+    h, w = sample['inputs'].shape[1:]
+    assert max(h, w) == 512
+    masks = sample['data_samples'].gt_instances.masks
+    assert len(masks) == len(sample['data_samples'].gt_instances.bboxes) > 0
+    assert (masks.height, masks.width) == (h, w)
