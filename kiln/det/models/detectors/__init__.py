@@ -2,8 +2,9 @@
 from .base import BaseDetector
 from .faster_rcnn import FasterRCNN
 from .fcos import FCOS
+from .mask_rcnn import MaskRCNN
 from .retinanet import RetinaNet
 from .single_stage import SingleStageDetector
 from .two_stage import TwoStageDetector
 
-__all__ = ['BaseDetector', 'FasterRCNN', 'FCOS', 'RetinaNet', 'SingleStageDetector', 'TwoStageDetector']
+__all__ = ['BaseDetector', 'FasterRCNN', 'FCOS', 'MaskRCNN', 'RetinaNet', 'SingleStageDetector', 'TwoStageDetector']
