@@ -248,6 +248,8 @@ def _check_mask(mask: object, poly2mask: bool) -> tuple[object, bool]:
 def _decode_mask(mask: object, h: int, w: int, where: object, index: int) -> np.ndarray:
     """Decode one checked mask (polygon list, uncompressed or compressed RLE) to uint8 (h, w)."""
     import pycocotools.mask as mask_utils
+
+    from ...structures.mask.structures import _row_major
     if isinstance(mask, list):
         rle = mask_utils.merge(mask_utils.frPyObjects(mask, h, w))
     else:
@@ -261,4 +263,4 @@ def _decode_mask(mask: object, h: int, w: int, where: object, index: int) -> np.
             rle = mask
             if isinstance(rle['counts'], str):
                 rle = dict(size=size, counts=rle['counts'].encode('ascii'))
-    return mask_utils.decode(rle)
+    return _row_major(mask_utils.decode(rle))
