@@ -163,6 +163,15 @@ def test_crop_and_resize_matches_crop_for_pixel_aligned_boxes_and_polygons():
     targets_p = poly.crop_and_resize(torch.from_numpy(boxes_np[big]), (28, 28), torch.from_numpy(big))
     assert isinstance(targets_p, PolygonMasks) and (targets_p.height, targets_p.width) == (28, 28)
     assert np.median(_iou(targets_b.masks, targets_p.to_ndarray())) > 0.9
+    # MMDetection's formulation (one float copy of the mask per RoI, RoI i on copy i) gives the same targets
+    from torchvision.ops import roi_align
+    rng = np.random.default_rng(0)
+    many = rng.choice(big, size=40)
+    jitter = torch.from_numpy(boxes_np[many]) + torch.from_numpy(rng.uniform(-8, 8, (40, 4))).float()
+    copies = torch.from_numpy(bitmap.masks[many]).float()[:, None]
+    rois = torch.cat([torch.arange(40.)[:, None], jitter], dim=1)
+    reference = roi_align(copies, rois, (28, 28), 1.0, 0, True)[:, 0] >= 0.5
+    np.testing.assert_array_equal(bitmap.crop_and_resize(jitter.numpy(), (28, 28), many).masks, reference.numpy())
     soft = bitmap.crop_and_resize(boxes_np[big], (28, 28), big, binarize=False).masks
     assert soft.dtype == np.float32 and soft.min() >= 0 and soft.max() <= 1
     np.testing.assert_array_equal(soft >= 0.5, targets_b.masks)

@@ -416,6 +416,9 @@ class BitmapMasks(BaseInstanceMasks):
 
         Returns:
             BitmapMasks of K masks of ``out_shape`` (bool with ``binarize``; float otherwise).
+
+        Raises:
+            ValueError: ``bboxes`` and ``inds`` differ in length.
         """
         from torchvision.ops import roi_align
         h, w = _shape2(out_shape)
@@ -431,10 +434,14 @@ class BitmapMasks(BaseInstanceMasks):
         num = bboxes.shape[0]
         if num == 0:
             return BitmapMasks(np.empty((0, h, w), dtype=bool if binarize else np.float32), h, w)
-        inds = torch.as_tensor(inds, device=device).long().reshape(-1)
-        rois = torch.cat([torch.arange(num, device=device, dtype=bboxes.dtype)[:, None], bboxes], dim=1)
-        src = torch.from_numpy(np.ascontiguousarray(self.masks)).to(device)
-        src = src.index_select(0, inds).to(dtype=rois.dtype)
+        inds = torch.as_tensor(inds, device=device).reshape(-1)
+        if inds.numel() != num:
+            raise ValueError(f'crop_and_resize: {num} boxes but {inds.numel()} mask indices')
+        # the RoI's batch index picks its mask, so each mask is converted to float once, however many RoIs use
+        # it (MMDetection copies the mask per RoI first; the values are the same)
+        rois = torch.cat([inds.to(bboxes.dtype)[:, None], bboxes], dim=1)
+        src = torch.from_numpy(self.masks.view(np.uint8) if self.masks.dtype == bool else self.masks)
+        src = src.to(device=device, dtype=rois.dtype)
         targets = roi_align(src[:, None], rois, (h, w), spatial_scale=1.0, sampling_ratio=0,
                             aligned=True).squeeze(1)
         out = (targets >= 0.5) if binarize else targets
