@@ -87,64 +87,154 @@ class AnchorHead(BaseDenseHead):
         return self.conv_cls(x), self.conv_reg(x)
 
     # ------------------------------------------------------------------ training
-    def loss_by_feat(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor],
-                     batch_gt_instances: Sequence[Any], batch_img_metas: Sequence[Mapping[str, Any]],
-                     batch_gt_instances_ignore: Sequence[Any] | None = None) -> dict[str, Tensor]:
-        """``dict(loss_cls, loss_bbox)``, both normalised by the number of positive anchors in the batch."""
-        if self.assigner is None:
-            raise RuntimeError(f'{type(self).__name__}.loss needs train_cfg with an assigner')
-        num_imgs = cls_scores[0].size(0)
-        featmap_sizes = [c.shape[-2:] for c in cls_scores]
-        device, dtype = cls_scores[0].device, cls_scores[0].dtype
-        anchors_lvl = self.prior_generator.grid_priors(featmap_sizes, dtype=dtype, device=device)
-        anchors = torch.cat(anchors_lvl)
+    def get_anchors(self, featmap_sizes: Sequence[Any], batch_img_metas: Sequence[Mapping[str, Any]],
+                    device: torch.device | str = 'cpu') -> tuple[list[list[Tensor]], list[list[Tensor]]]:
+        """Anchors and their valid flags for every image (MMDetection ``AnchorHead.get_anchors``).
+
+        Args:
+            featmap_sizes: per level, (H_l, W_l).
+            batch_img_metas: per image, metainfo with ``pad_shape`` (h, w) (or ``batch_input_shape``).
+            device: device of the returned tensors.
+
+        Returns:
+            ``(anchor_list, valid_flag_list)``: per image, per level float (P_l, 4) xyxy anchors (the same
+            tensors for every image) and bool (P_l,) flags (False where an anchor's cell lies in the padding).
+
+        Raises:
+            ValueError: an image's metainfo has neither ``pad_shape`` nor ``batch_input_shape``.
+        """
+        anchors = self.prior_generator.grid_priors(featmap_sizes, device=device)
+        anchor_list, valid_flag_list = [], []
+        for i, meta in enumerate(batch_img_metas):
+            pad_shape = meta.get('pad_shape', meta.get('batch_input_shape'))
+            if pad_shape is None:
+                raise ValueError(f'batch_img_metas[{i}] ({sorted(meta)}) has neither pad_shape nor '
+                                 f'batch_input_shape; the data preprocessor sets them')
+            anchor_list.append(anchors)
+            valid_flag_list.append(self.prior_generator.valid_flags(featmap_sizes, pad_shape[:2], device))
+        return anchor_list, valid_flag_list
+
+    def get_targets(self, anchor_list: Sequence[Sequence[Tensor]], valid_flag_list: Sequence[Sequence[Tensor]],
+                    batch_gt_instances: Sequence[Any], batch_img_metas: Sequence[Mapping[str, Any]],
+                    batch_gt_instances_ignore: Sequence[Any] | None = None
+                    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], Tensor]:
+        """Classification and regression targets of a batch (MMDetection ``AnchorHead.get_targets``).
+
+        Args:
+            anchor_list, valid_flag_list: from :meth:`get_anchors`.
+            batch_gt_instances: per image, ``bboxes`` float (K, 4) xyxy pixels and ``labels`` int64 (K,).
+            batch_img_metas: per image, metainfo (``img_shape`` for ``allowed_border``).
+            batch_gt_instances_ignore: per image, instances whose boxes the assigner ignores, or None.
+
+        Returns:
+            ``(labels, label_weights, bbox_targets, bbox_weights, avg_factor)``: the first four are per-level
+            lists of (N, P_l) int64 labels (``num_classes`` = background), (N, P_l) float weights, (N, P_l, 4)
+            targets (deltas, or xyxy boxes with ``reg_decoded_bbox``) and (N, P_l, 4) weights; ``avg_factor``
+            is a 0-dim float tensor, the sum over images of ``max(positives, 1)`` (MMDetection's
+            ``SamplingResult.avg_factor`` with ``PseudoSampler``).
+        """
+        num_imgs = len(batch_img_metas)
+        if len(anchor_list) != num_imgs or len(batch_gt_instances) != num_imgs:
+            raise ValueError(f'get_targets: {len(anchor_list)} anchor lists and {len(batch_gt_instances)} '
+                             f'gt_instances for {num_imgs} images')
+        num_level_anchors = [a.size(0) for a in anchor_list[0]]
         ignores = batch_gt_instances_ignore or [None] * num_imgs
-        labels, label_w, bbox_t, bbox_w = multi_apply(self._get_targets_single, [anchors] * num_imgs,
-                                                      [featmap_sizes] * num_imgs, batch_gt_instances,
-                                                      batch_img_metas, ignores)
-        labels, label_w = torch.cat(labels), torch.cat(label_w)
-        bbox_t, bbox_w = torch.cat(bbox_t), torch.cat(bbox_w)
-        avg_factor = (bbox_w[:, 0] > 0).sum().to(dtype).clamp(min=1.0)
+        results = [self._get_targets_single(torch.cat(anchors), torch.cat(flags), gt, meta, ign)
+                   for anchors, flags, gt, meta, ign in zip(anchor_list, valid_flag_list, batch_gt_instances,
+                                                            batch_img_metas, ignores)]
+        avg_factor = torch.stack([torch.as_tensor(r[4], dtype=torch.float32, device=results[0][0].device)
+                                  for r in results]).sum()
+        per_level = []
+        for j in range(4):
+            stacked = torch.stack([r[j] for r in results])  # (N, P, ...)
+            per_level.append(list(stacked.split(num_level_anchors, dim=1)))
+        return per_level[0], per_level[1], per_level[2], per_level[3], avg_factor
 
-        flat_cls = torch.cat([c.permute(0, 2, 3, 1).reshape(num_imgs, -1, self.cls_out_channels)
-                              for c in cls_scores], 1).reshape(-1, self.cls_out_channels)
-        flat_bbox = torch.cat([b.permute(0, 2, 3, 1).reshape(num_imgs, -1, 4) for b in bbox_preds], 1)
-        flat_bbox = flat_bbox.reshape(-1, 4)
-        loss_cls = self.loss_cls(flat_cls, labels, label_w, avg_factor=avg_factor)
-        if self.reg_decoded_bbox:
-            flat_bbox = self.bbox_coder.decode(anchors.repeat(num_imgs, 1), flat_bbox)
-        loss_bbox = self.loss_bbox(flat_bbox, bbox_t, bbox_w, avg_factor=avg_factor)
-        return dict(loss_cls=loss_cls, loss_bbox=loss_bbox)
+    def _get_targets_single(self, flat_anchors: Tensor, valid_flags: Tensor, gt_instances: Any,
+                            img_meta: Mapping[str, Any], gt_instances_ignore: Any = None) -> tuple[Tensor, ...]:
+        """Targets of one image over all its anchors (P, 4).
 
-    def _get_targets_single(self, anchors: Tensor, featmap_sizes: Sequence[Any], gt_instances: Any,
-                            img_meta: Mapping[str, Any], gt_instances_ignore: Any) -> tuple[Tensor, ...]:
-        """Targets of one image over all anchors (P, 4): labels int64 (P,) (``num_classes`` = background),
-        label weights (P,), bbox targets (P, 4) (deltas, or boxes with ``reg_decoded_bbox``), bbox weights (P, 4)."""
-        device = anchors.device
-        valid = torch.cat(self.prior_generator.valid_flags(
-            featmap_sizes, img_meta.get('pad_shape', img_meta.get('batch_input_shape', (1e9, 1e9)))[:2], device))
+        Anchors outside the valid region (padding, or beyond ``allowed_border``) get zero weights. Instead of
+        indexing the inside anchors (a host sync), they are replaced by empty boxes at the origin, which overlap
+        nothing, and masked out afterwards.
+
+        Returns:
+            labels int64 (P,) (``num_classes`` = background), label weights (P,), bbox targets (P, 4), bbox
+            weights (P, 4) and ``avg_factor`` (0-dim: ``max(positives, 1)``).
+        """
+        device = flat_anchors.device
+        inside = valid_flags.to(device)
         border = _cfg_get(self.train_cfg, 'allowed_border', -1)
         if border is not None and border >= 0:
             h, w = img_meta['img_shape'][:2]
-            valid = valid & (anchors[:, 0] >= -border) & (anchors[:, 1] >= -border) & \
-                (anchors[:, 2] < w + border) & (anchors[:, 3] < h + border)
-        gt_bboxes = gt_instances.bboxes.to(device=device, dtype=anchors.dtype)
+            inside = inside & (flat_anchors[:, 0] >= -border) & (flat_anchors[:, 1] >= -border) & \
+                (flat_anchors[:, 2] < w + border) & (flat_anchors[:, 3] < h + border)
+        gt_bboxes = gt_instances.bboxes.to(device=device, dtype=flat_anchors.dtype)
         gt_instances = InstanceData(bboxes=gt_bboxes, labels=gt_instances.labels.to(device))
-        # invalid anchors become empty boxes at the origin (IoU 0 with everything) and get zero weight below
-        priors = torch.where(valid[:, None], anchors, anchors.new_zeros(()))
+        priors = torch.where(inside[:, None], flat_anchors, flat_anchors.new_zeros(()))
         assign = self.assigner.assign(InstanceData(priors=priors), gt_instances, gt_instances_ignore)
-        pos = (assign.gt_inds > 0) & valid
-        neg = (assign.gt_inds == 0) & valid
+        pos = (assign.gt_inds > 0) & inside
+        neg = (assign.gt_inds == 0) & inside
         labels = torch.where(pos, assign.labels, assign.labels.new_full((), self.num_classes))
         pos_weight = _cfg_get(self.train_cfg, 'pos_weight', -1)
         pos_w = 1.0 if pos_weight is None or pos_weight <= 0 else float(pos_weight)
-        label_w = pos.to(anchors.dtype) * pos_w + neg.to(anchors.dtype)
+        label_w = pos.to(flat_anchors.dtype) * pos_w + neg.to(flat_anchors.dtype)
         if gt_bboxes.numel() > 0:
             matched = gt_bboxes[(assign.gt_inds - 1).clamp(min=0)]
-            matched = torch.where(pos[:, None], matched, anchors)
+            matched = torch.where(pos[:, None], matched, flat_anchors)
         else:
-            matched = anchors
-        targets = matched if self.reg_decoded_bbox else self.bbox_coder.encode(anchors, matched)
+            matched = flat_anchors
+        targets = matched if self.reg_decoded_bbox else self.bbox_coder.encode(flat_anchors, matched)
         targets = torch.where(pos[:, None], targets, targets.new_zeros(()))
-        bbox_w = pos[:, None].to(anchors.dtype).expand(-1, 4)
-        return labels, label_w, targets, bbox_w
+        bbox_w = pos[:, None].to(flat_anchors.dtype).expand(-1, 4)
+        avg_factor = pos.sum().clamp(min=1).to(torch.float32)
+        return labels, label_w, targets, bbox_w, avg_factor
+
+    def loss_by_feat_single(self, cls_score: Tensor, bbox_pred: Tensor, anchors: Tensor, labels: Tensor,
+                            label_weights: Tensor, bbox_targets: Tensor, bbox_weights: Tensor,
+                            avg_factor: Tensor | float) -> tuple[Tensor, Tensor]:
+        """Losses of one level: cls_score (N, A * C, H, W), bbox_pred (N, A * 4, H, W), anchors (N, P_l, 4) and
+        the level's targets from :meth:`get_targets`; returns ``(loss_cls, loss_bbox)`` (0-dim), each summed
+        over the level and divided by the batch's ``avg_factor``."""
+        labels = labels.reshape(-1)
+        label_weights = label_weights.reshape(-1)
+        cls_score = cls_score.permute(0, 2, 3, 1).reshape(-1, self.cls_out_channels)
+        loss_cls = self.loss_cls(cls_score, labels, label_weights, avg_factor=avg_factor)
+        dim = self.bbox_coder.encode_size
+        bbox_targets = bbox_targets.reshape(-1, bbox_targets.size(-1))
+        bbox_weights = bbox_weights.reshape(-1, bbox_weights.size(-1))
+        bbox_pred = bbox_pred.permute(0, 2, 3, 1).reshape(-1, dim)
+        if self.reg_decoded_bbox:
+            bbox_pred = self.bbox_coder.decode(anchors.reshape(-1, anchors.size(-1)), bbox_pred)
+        loss_bbox = self.loss_bbox(bbox_pred, bbox_targets, bbox_weights, avg_factor=avg_factor)
+        return loss_cls, loss_bbox
+
+    def loss_by_feat(self, cls_scores: Sequence[Tensor], bbox_preds: Sequence[Tensor],
+                     batch_gt_instances: Sequence[Any], batch_img_metas: Sequence[Mapping[str, Any]],
+                     batch_gt_instances_ignore: Sequence[Any] | None = None) -> dict[str, list[Tensor]]:
+        """``dict(loss_cls=[...], loss_bbox=[...])``: one 0-dim tensor per level (as MMDetection returns them;
+        the runner's ``parse_losses`` sums the levels), normalised by the batch's ``avg_factor``.
+
+        Args:
+            cls_scores, bbox_preds: per level, (N, A * C, H, W) logits and (N, A * 4, H, W) deltas.
+            batch_gt_instances: per image, ``bboxes`` float (K, 4) xyxy pixels of the input image and ``labels``.
+            batch_img_metas: per image, metainfo with ``img_shape`` and ``pad_shape``.
+            batch_gt_instances_ignore: per image, instances to ignore, or None.
+
+        Raises:
+            RuntimeError: the head has no ``train_cfg`` (assigner).
+        """
+        if self.assigner is None:
+            raise RuntimeError(f'{type(self).__name__}.loss needs train_cfg with an assigner')
+        if len(cls_scores) != len(bbox_preds):
+            raise ValueError(f'{len(cls_scores)} cls_scores levels vs {len(bbox_preds)} bbox_preds levels')
+        featmap_sizes = [c.shape[-2:] for c in cls_scores]
+        device = cls_scores[0].device
+        anchor_list, valid_flag_list = self.get_anchors(featmap_sizes, batch_img_metas, device=device)
+        labels, label_w, bbox_t, bbox_w, avg_factor = self.get_targets(
+            anchor_list, valid_flag_list, batch_gt_instances, batch_img_metas, batch_gt_instances_ignore)
+        num_imgs = len(batch_img_metas)
+        level_anchors = [a[None].expand(num_imgs, -1, -1) for a in anchor_list[0]]
+        losses_cls, losses_bbox = multi_apply(self.loss_by_feat_single, cls_scores, bbox_preds, level_anchors,
+                                              labels, label_w, bbox_t, bbox_w, avg_factor=avg_factor)
+        return dict(loss_cls=losses_cls, loss_bbox=losses_bbox)

@@ -13,6 +13,7 @@ from torch import Tensor
 from kiln.model import BaseModule
 from kiln.structures import InstanceData
 
+from ..layers.bbox_nms import batched_nms
 from ..utils import filter_scores_and_topk, select_single_mlvl, unpack_gt_instances
 
 
@@ -29,7 +30,8 @@ class BaseDenseHead(BaseModule):
 
     Test config keys (``test_cfg``): ``nms_pre`` (per-level top-k before NMS, -1 = all), ``score_thr``,
     ``min_bbox_size`` (drop boxes with width or height <= it; < 0 disables), ``nms=dict(type='nms',
-    iou_threshold=0.5)`` (class-aware, ``torchvision.ops.batched_nms``), ``max_per_img``.
+    iou_threshold=0.5)`` (class-aware, MMCV ``batched_nms`` semantics on ``torchvision.ops.nms``; ``None``
+    only sorts by score), ``max_per_img``.
     """
 
     def forward_towers(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -73,7 +75,8 @@ class BaseDenseHead(BaseModule):
             batch_img_metas: per image, metainfo with ``img_shape`` (h, w) and, for ``rescale``,
                 ``scale_factor`` (w_scale, h_scale) and ``ori_shape`` (h, w).
             cfg: test config (default ``self.test_cfg``).
-            rescale: map boxes back to the original image (divide by ``scale_factor``, clip to ``ori_shape``).
+            rescale: map boxes back to the original image (multiply by ``1 / scale_factor``, as MMDetection; no
+                clipping to ``ori_shape``).
             with_nms: apply NMS and ``max_per_img``.
 
         Returns:
@@ -140,16 +143,17 @@ class BaseDenseHead(BaseModule):
 
     def _bbox_post_process(self, results: InstanceData, cfg: Any, rescale: bool, with_nms: bool,
                            img_meta: Mapping[str, Any]) -> InstanceData:
-        """Rescale, apply score factors, drop small boxes, class-aware NMS, keep ``max_per_img``."""
+        """Rescale, apply score factors, drop small boxes, class-aware NMS, keep ``max_per_img``.
+
+        As MMDetection: ``rescale`` multiplies the boxes by ``1 / scale_factor`` (they were clipped to
+        ``img_shape`` when decoded and are not clipped again), NMS is MMCV's ``batched_nms`` (see
+        :func:`kiln.det.models.layers.bbox_nms.batched_nms`) and its output order (decreasing score) is kept.
+        """
         if rescale:
-            for key in ('scale_factor', 'ori_shape'):
-                if img_meta.get(key) is None:
-                    raise ValueError(f'rescale=True needs {key!r} in the image metainfo (keys: {sorted(img_meta)})')
+            if img_meta.get('scale_factor') is None:
+                raise ValueError(f'rescale=True needs \'scale_factor\' in the image metainfo (keys: {sorted(img_meta)})')
             sw, sh = img_meta['scale_factor'][:2]
-            h, w = img_meta['ori_shape'][:2]
-            b = results.bboxes / results.bboxes.new_tensor([sw, sh, sw, sh])
-            results.bboxes = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w),
-                                          b[:, 3].clamp(0, h)], dim=-1)
+            results.bboxes = results.bboxes * results.bboxes.new_tensor([1 / sw, 1 / sh, 1 / sw, 1 / sh])
         if 'score_factors' in results:
             factors = results.pop('score_factors')
             results.scores = results.scores * factors
@@ -159,17 +163,10 @@ class BaseDenseHead(BaseModule):
             wh = results.bboxes[:, 2:] - results.bboxes[:, :2]
             results = results[(wh[:, 0] > min_size) & (wh[:, 1] > min_size)]
         if with_nms:
-            nms_cfg = _cfg_get(cfg, 'nms')
-            if nms_cfg is not None and results.bboxes.numel() > 0:
-                nms_type = _cfg_get(nms_cfg, 'type', 'nms')
-                if nms_type != 'nms':
-                    raise NotImplementedError(f"test_cfg.nms type {nms_type!r} is not supported (only 'nms')")
-                from torchvision.ops import batched_nms
-                keep = batched_nms(results.bboxes, results.scores, results.labels,
-                                   float(_cfg_get(nms_cfg, 'iou_threshold', 0.5)))
+            if results.bboxes.numel() > 0:
+                dets, keep = batched_nms(results.bboxes, results.scores, results.labels, _cfg_get(cfg, 'nms'))
                 results = results[keep]
-            else:
-                results = results[results.scores.argsort(descending=True)]
+                results.scores = dets[:, -1]
             max_per_img = _cfg_get(cfg, 'max_per_img', -1)
             if max_per_img is not None and max_per_img > 0:
                 results = results[:max_per_img]

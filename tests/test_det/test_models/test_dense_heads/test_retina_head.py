@@ -46,6 +46,9 @@ def test_retina_head_keys_loss_against_reference_and_predict():
     flat_cls = torch.cat([c.permute(0, 2, 3, 1).reshape(-1, 2) for c in cls])
     flat_reg = torch.cat([r.permute(0, 2, 3, 1).reshape(-1, 4) for r in reg])
     n = float(len(pos))
+    # per-level lists as in MMDetection; their sums are the whole-batch losses
+    assert len(losses['loss_cls']) == len(cls) and len(losses['loss_bbox']) == len(reg)
+    losses = {k: sum(v) for k, v in losses.items()}
     torch.testing.assert_close(losses['loss_cls'], head.loss_cls(flat_cls, labels, weights, avg_factor=n))
     targets = head.bbox_coder.encode(anchors[pos], gt.bboxes[res.gt_inds[pos] - 1])
     torch.testing.assert_close(losses['loss_bbox'], (flat_reg[pos] - targets).abs().sum() / n)

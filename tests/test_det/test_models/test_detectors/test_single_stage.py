@@ -77,7 +77,8 @@ def test_mmdet_retinanet_config_builds():
     sample = _sample(InstanceData(bboxes=torch.tensor([[10., 10., 40., 50.]]), labels=torch.tensor([2])),
                      (64, 64), (64, 64), (1.0, 1.0))
     losses = model(torch.randn(1, 3, 64, 64), [sample], mode='loss')
-    assert set(losses) == {'loss_cls', 'loss_bbox'} and all(torch.isfinite(v) for v in losses.values())
+    assert set(losses) == {'loss_cls', 'loss_bbox'}
+    assert all(len(v) == 5 and all(torch.isfinite(t) for t in v) for v in losses.values())  # per FPN level
 
 
 def _sample(gt, img_shape, ori_shape, scale_factor):
