@@ -8,7 +8,7 @@ import torch
 
 from kiln.config import Config
 from kiln.dataset import pseudo_collate
-from kiln.registry import DATASETS, MODELS, init_default_scope
+from kiln.registry import DATASETS, METRICS, MODELS, init_default_scope
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / 'configs'
@@ -63,7 +63,8 @@ def test_voc0712_config_values():
     assert [t['type'] for t in test.pipeline][1:3] == ['Resize', 'LoadAnnotations']  # gt stays in original pixels
     assert cfg.train_cfg.max_epochs == 4 and cfg.param_scheduler[0].milestones == [3]
     assert cfg.optim_wrapper.optimizer.lr == 0.01
-    assert cfg.test_evaluator.type == 'CocoMetric'
+    assert cfg.test_evaluator == dict(type='VOCMetric', metric='mAP', eval_mode='11points')
+    assert type(METRICS.build(cfg.test_evaluator)).__name__ == 'VOCMetric'
 
 
 def test_voc0712_train_set_builds_on_a_voc_layout(tmp_path):

@@ -1,10 +1,7 @@
 # Pascal VOC 2007 + 2012 detection (MMDetection 3.3.0's `_base_/datasets/voc0712.py` layout): train on the union of
 # VOC2007 trainval and VOC2012 trainval (a ConcatDataset, repeated 3 times per epoch by a RepeatDataset), test on
 # VOC2007 test. Expects `data/VOCdevkit/VOC2007/...` and `data/VOCdevkit/VOC2012/...`.
-# Differences from MMDetection's file, because kiln does not have them (yet):
-# - evaluation is COCO-style mAP (CocoMetric builds the ground truth from the VOC records) instead of VOCMetric
-#   with 11-point AP;
-# - no `batch_sampler=dict(type='AspectRatioBatchSampler')`.
+# Difference from MMDetection's file: no `batch_sampler=dict(type='AspectRatioBatchSampler')` (kiln has none yet).
 dataset_type = 'VOCDataset'
 data_root = 'data/VOCdevkit/'
 backend_args = None
@@ -69,5 +66,6 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(type='CocoMetric', metric='bbox')
+# VOC2007's protocol: 11-point interpolated AP at IoU 0.5 (VOC2012 uses the area under the curve, eval_mode='area').
+val_evaluator = dict(type='VOCMetric', metric='mAP', eval_mode='11points')
 test_evaluator = val_evaluator
