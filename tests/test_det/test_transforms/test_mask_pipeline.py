@@ -197,3 +197,59 @@ def test_pack_without_flags_and_repr():
                              gt_ignore_flags=np.zeros(3, bool)))
     assert 'poly2mask=False' in repr(LoadAnnotations(with_mask=True, poly2mask=False))
 
+
+
+def test_pad_pads_image_and_masks():
+    results = Resize(scale=(500, 400))(_loaded())
+    h, w = results['img_shape']
+    before = results['gt_masks'].masks.copy()
+    out = TRANSFORMS.build(dict(type='Pad', size_divisor=32, pad_val=dict(img=114, masks=0)))(results)
+    ph, pw = out['img_shape']
+    assert (ph, pw) == out['pad_shape'] == (-(-h // 32) * 32, -(-w // 32) * 32) and (ph, pw) != (h, w)
+    assert out['img'].shape[:2] == (ph, pw) and (out['img'][h:] == 114).all()
+    np.testing.assert_array_equal(out['gt_masks'].masks[:, :h, :w], before)
+    assert not out['gt_masks'].masks[:, h:].any() and not out['gt_masks'].masks[:, :, w:].any()
+    square = TRANSFORMS.build(dict(type='Pad', pad_to_square=True))(dict(img=np.zeros((5, 8, 3), np.uint8)))
+    assert square['img'].shape == (8, 8, 3)
+    with pytest.raises(ValueError, match='exactly one'):
+        TRANSFORMS.build(dict(type='Pad'))
+
+
+@pytest.mark.parametrize('poly2mask', [True, False])
+def test_random_crop_keeps_masks_boxes_and_labels_together(poly2mask):
+    crop = TRANSFORMS.build(dict(type='RandomCrop', crop_size=(300, 200)))
+    results = Resize(scale=(640, 480))(_loaded(poly2mask=poly2mask))
+    h, w = results['img_shape']
+    full = results['gt_masks'].to_ndarray().astype(bool)
+    boxes0 = results['gt_bboxes'].copy()
+    for seed in range(20):
+        np.random.seed(seed)
+        y1, x1 = np.random.randint(0, h - 200 + 1), np.random.randint(0, w - 300 + 1)  # the window it draws
+        np.random.seed(seed)
+        out = crop(dict(results))
+        if out is not None:
+            break
+    masks = out['gt_masks']
+    assert out['img'].shape[:2] == out['img_shape'] == (masks.height, masks.width) == (200, 300)
+    np.testing.assert_array_equal(out['img'], results['img'][y1:y1 + 200, x1:x1 + 300])
+    # instances whose box meets the window survive, with their labels, flags and masks
+    valid = (boxes0[:, 0] < x1 + 300) & (boxes0[:, 2] > x1) & (boxes0[:, 1] < y1 + 200) & (boxes0[:, 3] > y1)
+    assert 0 < valid.sum() == len(out['gt_bboxes']) == len(masks) == len(out['gt_bboxes_labels'])
+    assert len(out['gt_ignore_flags']) == valid.sum()
+    dense = masks.to_ndarray().astype(bool)
+    expected = full[valid][:, y1:y1 + 200, x1:x1 + 300]
+    assert _iou(dense, expected).min() > (0.999 if poly2mask else 0.9)
+    # boxes are shifted and clipped to the window; the masks stay inside them
+    np.testing.assert_allclose(out['gt_bboxes'], np.clip(boxes0[valid] - [x1, y1, x1, y1], 0, [300, 200, 300, 200]))
+    mb = masks.get_bboxes().numpy()
+    nonempty = dense.any((1, 2))
+    assert (mb[nonempty, :2] >= out['gt_bboxes'][nonempty, :2] - 3).all()
+    assert (mb[nonempty, 2:] <= out['gt_bboxes'][nonempty, 2:] + 3).all()
+    # a window with no box is refused unless negative crops are allowed
+    empty = dict(results, gt_bboxes=np.array([[0, 0, 1, 1]], np.float32), gt_bboxes_labels=np.zeros(1, np.int64),
+                 gt_ignore_flags=np.zeros(1, bool), gt_masks=results['gt_masks'][[0]])
+    np.random.seed(0)
+    refused = [TRANSFORMS.build(dict(type='RandomCrop', crop_size=(50, 50)))(dict(empty)) for _ in range(5)]
+    assert any(r is None for r in refused)
+    with pytest.raises(ValueError, match='crop_type'):
+        TRANSFORMS.build(dict(type='RandomCrop', crop_size=(1, 1), crop_type='weird'))
