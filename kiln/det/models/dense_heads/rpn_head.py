@@ -98,7 +98,7 @@ class RPNHead(AnchorHead):
         Args:
             cls_scores, bbox_preds: per level, (N, A, H, W) and (N, 4 A, H, W).
             batch_gt_instances: per image, ``bboxes`` float (G, 4) xyxy pixels of the input image; ``labels`` are
-                ignored (every box is an object).
+                ignored (every box is an object, class 0).
             batch_img_metas: per image, ``img_shape`` and ``pad_shape`` (h, w).
             batch_gt_instances_ignore: per image, ``bboxes`` to ignore (used by the assigner), or None.
 
@@ -121,7 +121,7 @@ class RPNHead(AnchorHead):
         num_level = [a.size(0) for a in anchors_lvl]
         anchors = torch.cat(anchors_lvl)
         ignores = batch_gt_instances_ignore or [None] * num_imgs
-        targets = [self._get_targets_single(anchors, featmap_sizes, gt, meta, ign)
+        targets = [self._rpn_targets_single(anchors, featmap_sizes, gt, meta, ign)
                    for gt, meta, ign in zip(batch_gt_instances, batch_img_metas, ignores)]
         avg_factor = sum(t[4] for t in targets)
         # (N, P, ...) -> per level (N * P_l, ...), image-major like the reshaped head outputs
@@ -140,7 +140,7 @@ class RPNHead(AnchorHead):
             losses_bbox.append(self.loss_bbox(bbox_pred, bbox_t[lvl], bbox_w[lvl], avg_factor=avg_factor))
         return dict(loss_rpn_cls=losses_cls, loss_rpn_bbox=losses_bbox)
 
-    def _get_targets_single(self, anchors: Tensor, featmap_sizes: Sequence[Any], gt_instances: Any,
+    def _rpn_targets_single(self, anchors: Tensor, featmap_sizes: Sequence[Any], gt_instances: Any,
                             img_meta: Mapping[str, Any], gt_instances_ignore: Any) -> tuple:
         """Targets of one image over all anchors (P, 4): labels int64 (P,) (0 = object, 1 = background),
         label weights (P,), bbox targets (P, 4), bbox weights (P, 4) and the sampler's ``avg_factor`` (int)."""
@@ -158,8 +158,9 @@ class RPNHead(AnchorHead):
             raise ValueError(f'image {img_meta.get("img_path")!r}: no anchor lies inside the image '
                              f'(img_shape={img_meta.get("img_shape")}, allowed_border={border})')
         inside_anchors = anchors[inside]
-        gt = InstanceData(bboxes=gt_instances.bboxes.to(device=device, dtype=anchors.dtype),
-                          labels=gt_instances.labels.to(device))
+        # every ground-truth box is an object: class 0 (MMDetection zeroes the labels of the RPN's data samples)
+        gt_bboxes = gt_instances.bboxes.to(device=device, dtype=anchors.dtype)
+        gt = InstanceData(bboxes=gt_bboxes, labels=gt_bboxes.new_zeros(gt_bboxes.size(0), dtype=torch.long))
         pred = InstanceData(priors=inside_anchors)
         assign = self.assigner.assign(pred, gt, gt_instances_ignore)
         sampling = self.sampler.sample(assign, pred, gt)

@@ -14,6 +14,14 @@ def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
 
 
+def _nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """``torchvision.ops.nms`` visiting boxes in the order of ``scores.sort(descending=True)`` (the order MMCV's
+    NMS uses; torchvision itself breaks exact score ties with a stable sort, which may keep a different box)."""
+    from torchvision.ops import nms
+    order = scores.sort(descending=True)[1]
+    return order[nms(boxes[order], scores[order], iou_threshold)]
+
+
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Mapping[str, Any] | None,
                 class_agnostic: bool = False) -> tuple[Tensor, Tensor]:
     """NMS run independently per group (class or level) id.
@@ -37,7 +45,6 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Mapping[st
         NotImplementedError: an NMS ``type`` other than ``'nms'``.
         ValueError: missing ``iou_threshold``.
     """
-    from torchvision.ops import nms
     if nms_cfg is None:
         scores, inds = scores.sort(descending=True)
         return torch.cat([boxes[inds], scores[:, None]], -1), inds
@@ -54,12 +61,12 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, nms_cfg: Mapping[st
         offsets = idxs.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
         boxes_for_nms = boxes + offsets[:, None]
     if boxes_for_nms.shape[0] < _cfg_get(nms_cfg, 'split_thr', 10000):
-        keep = nms(boxes_for_nms, scores, float(iou_thr))
+        keep = _nms(boxes_for_nms, scores, float(iou_thr))
     else:
         total = scores.new_zeros(scores.shape, dtype=torch.bool)
         for group in torch.unique(idxs):
             mask = (idxs == group).nonzero().view(-1)
-            total[mask[nms(boxes_for_nms[mask], scores[mask], float(iou_thr))]] = True
+            total[mask[_nms(boxes_for_nms[mask], scores[mask], float(iou_thr))]] = True
         keep = total.nonzero().view(-1)
         keep = keep[scores[keep].sort(descending=True)[1]]
     return torch.cat([boxes[keep], scores[keep][:, None]], -1), keep
