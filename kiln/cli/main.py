@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kiln.registry import NotRegisteredError
+
 from . import print_config, publish, registries, test, train
-from ._common import CLIError
+from ._common import CLIError, describe_error
 
 __all__ = ['build_parser', 'main']
 
@@ -27,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CLIError as e:
         print(f'kiln {args.command}: error: {e}', file=sys.stderr)
+        return 2
+    except NotRegisteredError as e:  # a misspelt `type` met while building (message names the key path)
+        print(f'kiln {args.command}: error: {describe_error(e)}', file=sys.stderr)
         return 2
 
 

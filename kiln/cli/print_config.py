@@ -20,5 +20,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    print(load_config(args.config, args.cfg_options).pretty_text)
+    print(load_config(args.config, args.cfg_options, command='print-config').pretty_text)
     return 0

@@ -6,6 +6,8 @@ import json
 import os.path as osp
 from typing import Any
 
+from kiln.registry.build_context import config_root
+
 from ._common import CLIError, add_cfg_options, build_runner, load_config, set_work_dir
 from .train import LAUNCHERS
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise CLIError(f'checkpoint file {args.checkpoint!r} does not exist')
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, command='test')
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
@@ -54,8 +56,9 @@ def run(args: argparse.Namespace) -> int:
         evaluator = cfg.get('test_evaluator')
         evaluators = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator] if evaluator else []
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
-    runner = build_runner(cfg)
-    metrics = runner.test()
+    with config_root(cfg):  # build errors name the config key path (model.bbox_head.loss_cls)
+        runner = build_runner(cfg)
+        metrics = runner.test()
     print(json.dumps(_jsonable(metrics), indent=2))
     return 0
 

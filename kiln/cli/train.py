@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from kiln.registry.build_context import config_root
+
 from ._common import CLIError, add_cfg_options, build_runner, load_config, set_work_dir
 
 __all__ = ['add_parser', 'run']
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Load and adjust the config as the options say, build the Runner and train."""
     import os
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, command='train')
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = build_runner(cfg)
-    runner.train()
+    with config_root(cfg):  # build errors name the config key path (model.bbox_head.loss_cls)
+        runner = build_runner(cfg)
+        runner.train()
     return 0

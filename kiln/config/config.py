@@ -61,7 +61,8 @@ class Config:
     # loading ----------------------------------------------------------------------------------
     @classmethod
     def fromfile(cls, filename: str | os.PathLike, use_predefined_variables: bool = True,
-                 import_custom_modules: bool = True, lazy_import: bool | None = None) -> 'Config':
+                 import_custom_modules: bool = True, lazy_import: bool | None = None,
+                 variables: dict[str, Any] | None = None) -> 'Config':
         """Load a ``.py``, ``.json``, ``.yaml`` or ``.yml`` config with its bases.
 
         Bases are named by ``_base_ = [...]`` (paths relative to the file, or
@@ -79,6 +80,11 @@ class Config:
                 while reading, ``None`` decides per file like MMEngine (lazy when the file has no
                 ``_base_ =`` and uses ``read_base()``, a relative import or a non-standard-library
                 import).
+            variables: ``{name: value}`` for module-level variables of the ``.py`` files: every
+                assignment to ``name`` in the file and its bases binds ``value`` instead, so the
+                values computed from it follow (``variables=dict(max_epochs=12)`` also changes
+                ``train_cfg = dict(max_epochs=max_epochs)``). Not in MMEngine. ``kiln`` commands
+                use it for ``--cfg-options NAME=VALUE`` when ``NAME`` is a top-level key.
 
         Raises:
             FileNotFoundError: missing file or base file (names the including file).
@@ -90,7 +96,7 @@ class Config:
                 ``read_base()``.
         """
         filename = os.fspath(filename)
-        cfg_dict, text = load_file(filename, use_predefined_variables, lazy_import)
+        cfg_dict, text = load_file(filename, use_predefined_variables, lazy_import, variables)
         if import_custom_modules and cfg_dict.get('custom_imports'):
             _import_custom_modules(cfg_dict['custom_imports'], filename)
         return cls(cfg_dict, filename=filename, cfg_text=text)

@@ -44,7 +44,8 @@ _FILTERED_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionTy
 
 
 def load_file(filename: str, use_predefined_variables: bool = True,
-              lazy_import: bool | None = None) -> tuple[ConfigDict, str]:
+              lazy_import: bool | None = None,
+              variables: dict[str, Any] | None = None) -> tuple[ConfigDict, str]:
     """Load a config file and its bases.
 
     Args:
@@ -54,6 +55,10 @@ def load_file(filename: str, use_predefined_variables: bool = True,
             :class:`LazyObject` (``True``), import them (``False``), or decide per file by
             MMEngine's rule (``None``: lazy when the file has no ``_base_ =`` and uses
             ``read_base()``, a relative import or a non-standard-library import).
+        variables: ``{name: value}``: in every ``.py`` file read, a module-level assignment to
+            ``name`` binds ``value`` instead, so that the values computed from the variable
+            follow (``max_epochs=12`` also moves ``train_cfg.max_epochs`` and milestones written
+            as ``max_epochs - 1``). Names no ``.py`` file assigns are ignored here.
 
     Returns:
         ``(cfg_dict, text)``: the merged config and the source text of every file read (bases first),
@@ -67,7 +72,7 @@ def load_file(filename: str, use_predefined_variables: bool = True,
     path = os.path.abspath(os.path.expanduser(filename))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'config file not found: {filename!r} (resolved to {path})')
-    loader = _Loader(use_predefined_variables, lazy_import)
+    loader = _Loader(use_predefined_variables, lazy_import, variables)
     cfg = loader.load(path, ())
     # As in MMEngine, a `_delete_` key is consumed where its dict replaces an inherited value;
     # one that had nothing to replace stays in the values.
@@ -172,8 +177,10 @@ class _Namespace:
     source text), used to name the line in errors about the bases."""
 
     def __init__(self, globals_: dict, load_bases: Callable[[Any, int | None], ConfigDict],
-                 display: str, base_lines: list[int]) -> None:
+                 display: str, base_lines: list[int],
+                 variables: dict[str, Any] | None = None) -> None:
         self.globals = globals_
+        self._variables = variables or {}
         self.base_view: _BaseView | None = None
         self._load_bases = load_bases
         self._display = display
@@ -198,6 +205,8 @@ class _Namespace:
             if self.base_view is not None:
                 raise ValueError(f'{where}: {BASE_KEY} is assigned twice')
             value = self.base_view = _base_view(self._load_bases(value, line), self._display)
+        elif key in self._variables:  # a variable set from outside (`--cfg-options max_epochs=12`)
+            value = copy.deepcopy(self._variables[key])
         self.globals[key] = value
 
     def base_ref(self, dotted: str) -> Any:
@@ -277,9 +286,11 @@ class _Loader:
     """State of one ``load_file``/``load_text`` call: options, the texts read, and, per ``.py``
     file, the names its import statements bound (exported to ``from base import *``)."""
 
-    def __init__(self, use_predefined: bool, lazy_import: bool | None) -> None:
+    def __init__(self, use_predefined: bool, lazy_import: bool | None,
+                 variables: dict[str, Any] | None = None) -> None:
         self.use_predefined = use_predefined
         self.lazy_import = lazy_import
+        self.variables = dict(variables or {})
         self.texts: list[tuple[str, str]] = []
         self.imports: dict[str, dict[str, Any]] = {}
 
@@ -351,7 +362,7 @@ class _Loader:
             importer = ConfigImporter(path, display, lazy, load_base_module)
             namespace['__builtins__'] = importer.builtins()
         base_lines = [text.count('\n', 0, m.start()) + 1 for m in _BASE_ASSIGN_RE.finditer(text)]
-        local = _Namespace(namespace, load_bases, display, base_lines)
+        local = _Namespace(namespace, load_bases, display, base_lines, self.variables)
         namespace[_REF_FUNC] = local.base_ref
         try:
             exec(code, namespace, local)  # type: ignore[arg-type]

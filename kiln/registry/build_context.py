@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, NamedTuple
 
 from kiln.config.config_dict import key_path
 
-__all__ = ['BuildFrame', 'Location', 'current_build', 'building', 'locate']
+__all__ = ['BuildFrame', 'Location', 'current_build', 'building', 'locate', 'config_root']
 
 
 class BuildFrame(NamedTuple):
@@ -27,6 +27,38 @@ class BuildFrame(NamedTuple):
 
 
 _CURRENT: ContextVar[BuildFrame | None] = ContextVar('kiln_build_frame', default=None)
+_ROOT: ContextVar[Mapping | None] = ContextVar('kiln_config_root', default=None)
+
+
+class config_root:
+    """Context manager naming the whole config being built (``with config_root(cfg): ...``).
+
+    A top-level build whose dict carries no key path (a plain-dict copy of ``cfg.model``, as a
+    runner may make before building) is then located by finding the top-level key of ``cfg``
+    whose dict it copies: every value of that dict is the very same object in the copy. The
+    ``kiln`` commands set it around building and running the Runner.
+    """
+
+    def __init__(self, cfg: Mapping | None) -> None:
+        self.cfg = getattr(cfg, '_cfg_dict', cfg)
+
+    def __enter__(self) -> Mapping | None:
+        self._token = _ROOT.set(self.cfg)
+        return self.cfg
+
+    def __exit__(self, *exc: Any) -> None:
+        _ROOT.reset(self._token)
+
+
+def _copied_from_root(cfg: Any) -> str | None:
+    root = _ROOT.get()
+    if root is None or not isinstance(cfg, Mapping):
+        return None
+    for key, value in dict.items(root) if isinstance(root, dict) else root.items():
+        if isinstance(value, dict) and value and all(
+                k in cfg and cfg[k] is v for k, v in dict.items(value)):
+            return str(key)
+    return None
 
 
 def current_build() -> BuildFrame | None:
@@ -101,6 +133,10 @@ def locate(cfg: Any) -> Location:
     own = key_path(cfg)
     if own:
         return Location(own)
+    if parent is None:
+        copied = _copied_from_root(cfg)
+        if copied:
+            return Location(copied)
     if parent is not None:
         for sub, value in _walk(parent.args, 3):
             try:

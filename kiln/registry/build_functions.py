@@ -16,7 +16,15 @@ from .default_scope import scope_to_module
 if TYPE_CHECKING:
     from .registry import Registry
 
-__all__ = ['build_from_cfg']
+__all__ = ['build_from_cfg', 'NotRegisteredError', 'check_config_types']
+
+
+class NotRegisteredError(KeyError):
+    """A config's ``type`` names nothing registered (a ``KeyError``, as in MMEngine). The message
+    (``args[0]``) starts with the config key path when it is known and lists the closest names."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ''
 
 
 def _path(obj: Any) -> str:
@@ -190,7 +198,7 @@ def build_from_cfg(cfg: Mapping, registry: 'Registry', default_args: Mapping | N
         if obj_cls is None:
             obj_cls = registry.get(obj_type)
         if obj_cls is None:
-            raise KeyError(where + _not_found_message(obj_type, registry, scope))
+            raise NotRegisteredError(where + _not_found_message(obj_type, registry, scope))
         type_name = obj_type
     elif type(obj_type) is LazyObject:
         obj_cls, type_name = _resolve_lazy_type(obj_type, registry, where), obj_type._path
@@ -221,3 +229,72 @@ def _note(type_name: str, location: Location, registry: 'Registry') -> str:
     at = (f' at {location.path}' if location.exact else f' inside {location.path}') \
         if location.path else ''
     return f'(while building {type_name!r}{at} from the {registry.name!r} registry)'
+
+
+# checking a whole config before building it ----------------------------------------------------
+def _registries_by_path() -> list[tuple[tuple[str, ...], str]]:
+    """(key-path pattern, registry variable): where OpenMMLab configs always name a ``type`` of one
+    registry. ``*`` matches any key, ``#`` any list index (a single dict there matches too)."""
+    loader = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    rules: list[tuple[tuple[str, ...], str]] = [(('model',), 'MODELS')]
+    for key in ('data_preprocessor', 'backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head',
+                'mask_head', 'detector'):
+        rules.append((('model', key, '#'), 'MODELS'))
+    for key in ('loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask', 'loss_iou', 'loss_obj'):
+        for head in ('bbox_head', 'rpn_head', 'mask_head'):
+            rules.append((('model', head, key), 'MODELS'))
+            rules.append((('model', 'roi_head', head, '#', key), 'MODELS'))
+    for name in loader:
+        rules += [((name, 'dataset'), 'DATASETS'), ((name, 'sampler'), 'DATA_SAMPLERS'),
+                  ((name, 'batch_sampler'), 'DATA_SAMPLERS'),
+                  ((name, 'dataset', 'pipeline', '#'), 'TRANSFORMS')]
+    rules += [(('default_hooks', '*'), 'HOOKS'), (('custom_hooks', '#'), 'HOOKS'),
+              (('optim_wrapper',), 'OPTIM_WRAPPERS'), (('optim_wrapper', 'optimizer'), 'OPTIMIZERS'),
+              (('param_scheduler', '#'), 'PARAM_SCHEDULERS'),
+              (('val_evaluator', '#'), 'METRICS'), (('test_evaluator', '#'), 'METRICS'),
+              (('train_cfg',), 'LOOPS'), (('val_cfg',), 'LOOPS'), (('test_cfg',), 'LOOPS'),
+              (('visualizer',), 'VISUALIZERS'), (('visualizer', 'vis_backends', '#'), 'VISBACKENDS')]
+    return rules
+
+
+def _match(value: Any, pattern: tuple[str, ...], path: str) -> list[tuple[str, Any]]:
+    if not pattern:
+        return [(path, value)] if isinstance(value, Mapping) else []
+    head, rest = pattern[0], pattern[1:]
+    found: list[tuple[str, Any]] = []
+    if head == '#':
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                found += _match(item, rest, f'{path}.{i}')
+        elif isinstance(value, Mapping):
+            found += _match(value, rest, path)
+    elif isinstance(value, Mapping):
+        keys = list(value.keys()) if head == '*' else [head] if head in value else []
+        for key in keys:
+            item = dict.get(value, key) if isinstance(value, dict) else value[key]
+            found += _match(item, rest, f'{path}.{key}' if path else str(key))
+    return found
+
+
+def check_config_types(cfg: Mapping) -> None:
+    """Check, without building anything, that the ``type`` names at the places where OpenMMLab
+    configs always use one registry are registered: ``model`` and its ``backbone``/``neck``/
+    ``*_head``/``loss_*`` dicts (MODELS), dataloader datasets, samplers and pipelines, hooks,
+    optimizer wrapper and optimizer, schedulers, metrics, loops, visualizer. Names given as
+    classes, lazy imports, dotted import paths or with ``_scope_`` are left to the build.
+
+    Raises:
+        NotRegisteredError: the first unregistered name, with its key path
+            (``model.bbox_head.loss_cls: 'FocalLos' is not registered ... Did you mean 'FocalLoss'``).
+    """
+    from . import root
+    data = getattr(cfg, '_cfg_dict', cfg)
+    for pattern, registry_name in _registries_by_path():
+        registry = getattr(root, registry_name)
+        for path, item in _match(data, pattern, ''):
+            obj_type = dict.get(item, 'type') if isinstance(item, dict) else item.get('type')
+            if not isinstance(obj_type, str) or '_scope_' in item:
+                continue
+            if registry.get(obj_type) is None and not any(
+                    obj_type in reg._module_dict for reg in registry._tree()):
+                raise NotRegisteredError(f'{path}: ' + _not_found_message(obj_type, registry, None))

@@ -121,3 +121,39 @@ def test_config_dict_read_from_a_config_keeps_its_path_outside_builds(models):
 def test_successful_nested_build_is_unchanged(models):
     det = models.build(Config(dict(model=model_cfg(loss_bbox=dict(type='FocalLoss', gamma=3.0)))).model)
     assert det.bbox_head.loss_bbox.gamma == 3.0 and current_build() is None
+
+
+def test_plain_copy_of_a_top_level_dict_is_located_through_config_root(models):
+    # a runner building `dict(cfg.model)` (a plain shallow copy: no key path of its own)
+    from kiln.registry import NotRegisteredError
+    from kiln.registry.build_context import config_root
+    cfg = Config(dict(model=model_cfg(loss_cls=dict(type='FocalLos'))))
+    with pytest.raises(NotRegisteredError) as info:
+        models.build(dict(cfg.model))
+    assert message_of(info).startswith("bbox_head.loss_cls: 'FocalLos'")  # root key unknown
+    with config_root(cfg), pytest.raises(NotRegisteredError) as info:
+        models.build(dict(cfg.model))
+    assert message_of(info).startswith("model.bbox_head.loss_cls: 'FocalLos' is not registered")
+    assert isinstance(info.value, KeyError)  # MMEngine raises KeyError: still one
+
+
+def test_check_config_types_finds_misspelt_types_without_building():
+    from kiln.registry import NotRegisteredError, check_config_types
+    import kiln.det  # noqa: F401  (registers the detection classes, as default_scope does)
+    cfg = Config.fromfile(str(__import__('pathlib').Path(__file__).parents[2] / 'configs' / 'fcos' /
+                              'fcos_r18-slim_fpn_bccd.py'))
+    check_config_types(cfg)  # the shipped config is fine
+    for key, bad in [('model.bbox_head.loss_cls.type', 'FocalLos'),
+                     ('train_dataloader.dataset.pipeline.1.type', 'LoadAnnotation'),
+                     ('default_hooks.checkpoint.type', 'CheckpointHok'),
+                     ('optim_wrapper.optimizer.type', 'SDG')]:
+        broken = copy.deepcopy(cfg)
+        broken.merge_from_dict({key: bad})
+        with pytest.raises(NotRegisteredError) as info:
+            check_config_types(broken)
+        assert message_of(info).startswith(f"{key.rpartition('.')[0]}: {bad!r} is not registered")
+    # names left to the build: dotted import paths, classes, _scope_
+    ok = copy.deepcopy(cfg)
+    ok.merge_from_dict({'optim_wrapper.optimizer.type': 'torch.optim.SGD',
+                        'model.bbox_head.loss_cls': dict(_scope_='elsewhere', type='Unknown')})
+    check_config_types(ok)
