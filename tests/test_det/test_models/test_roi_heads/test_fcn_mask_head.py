@@ -12,14 +12,14 @@ TEST_CFG = dict(mask_thr_binary=0.5)
 
 
 def small_head(**kw):
-    cfg = dict(type='FCNMaskHead', num_convs=4, in_channels=64, conv_out_channels=64, num_classes=3,
-               loss_mask=dict(type='CrossEntropyLoss', use_sigmoid=True))  # TEMP
+    cfg = dict(type='FCNMaskHead', num_convs=4, in_channels=64, conv_out_channels=64, num_classes=3)
     cfg.update(kw)
     return MODELS.build(cfg)
 
 
 def test_state_dict_keys_shapes_and_forward():
     head = small_head()
+    assert isinstance(head, FCNMaskHead)
     shapes = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     expected = {f'convs.{i}.conv.weight': (64, 64, 3, 3) for i in range(4)}
     expected.update({f'convs.{i}.conv.bias': (64,) for i in range(4)})
@@ -144,3 +144,40 @@ def test_cpu_per_box_pasting_equals_whole_image_pasting():
         canvas = torch.zeros(64, 80)
         canvas[idx] = part[0]
         assert torch.equal(canvas >= 0.5, whole[i] >= 0.5)
+
+
+def test_loss_and_target_uses_label_channel_and_mask_targets():
+    from types import SimpleNamespace
+
+    from kiln.det.structures.mask import BitmapMasks
+    head = small_head()
+    m = np.zeros((2, 20, 20), dtype=np.uint8)
+    m[0, 5:15, 5:15] = 1
+    m[1, :, :10] = 1
+    gt = InstanceData()
+    gt.bboxes = torch.tensor([[5., 5., 15., 15.], [0., 0., 10., 20.]])
+    gt.labels = torch.tensor([2, 0])
+    gt.masks = BitmapMasks(m, 20, 20)
+    res = SimpleNamespace(pos_priors=torch.tensor([[5., 5., 15., 15.], [0., 0., 20., 20.]]),
+                          pos_assigned_gt_inds=torch.tensor([0, 1]), pos_gt_labels=torch.tensor([2, 0]))
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 28, 28, requires_grad=True)
+    out = head.loss_and_target(logits, [res], [gt], dict(mask_size=28))
+    targets = out['mask_targets']
+    assert targets.shape == (2, 28, 28)
+    assert targets[1, :, :14].eq(1).all() and targets[1, :, 14:].eq(0).all()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[[0, 1], [2, 0]], targets)
+    loss = out['loss_mask']['loss_mask']
+    assert torch.allclose(loss.sum(), expected)
+    loss.sum().backward()
+    assert logits.grad[:, 1].abs().sum() == 0  # channels of other classes get no gradient
+    assert logits.grad[0, 2].abs().sum() > 0
+    # no positive RoI: a zero loss that still back-propagates
+    empty = SimpleNamespace(pos_priors=torch.zeros(0, 4), pos_assigned_gt_inds=torch.zeros(0, dtype=torch.long),
+                            pos_gt_labels=torch.zeros(0, dtype=torch.long))
+    z = head.loss_and_target(torch.zeros(0, 3, 28, 28, requires_grad=True), [empty], [gt], dict(mask_size=28))
+    assert z['loss_mask']['loss_mask'] == 0 and z['mask_targets'].shape == (0, 28, 28)
+    with pytest.raises(ValueError, match='no masks'):
+        gt2 = InstanceData()
+        gt2.bboxes = gt.bboxes
+        head.get_targets([res], [gt2], dict(mask_size=28))
