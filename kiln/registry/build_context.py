@@ -50,13 +50,25 @@ class config_root:
         _ROOT.reset(self._token)
 
 
+def _extends(cfg: Any, value: Any) -> bool:
+    """Every item of the dict ``value`` is in ``cfg`` as the same object (lazy values not read)."""
+    if not isinstance(cfg, Mapping) or not isinstance(value, Mapping) or not value:
+        return False
+    get = (lambda k: dict.get(cfg, k, _MISSING)) if isinstance(cfg, dict) else \
+        (lambda k: cfg[k] if k in cfg else _MISSING)
+    items = dict.items(value) if isinstance(value, dict) else value.items()
+    return all(get(k) is v for k, v in items)
+
+
+_MISSING = object()
+
+
 def _copied_from_root(cfg: Any) -> str | None:
     root = _ROOT.get()
     if root is None or not isinstance(cfg, Mapping):
         return None
     for key, value in dict.items(root) if isinstance(root, dict) else root.items():
-        if isinstance(value, dict) and value and all(
-                k in cfg and cfg[k] is v for k, v in dict.items(value)):
+        if isinstance(value, dict) and _extends(cfg, value):
             return str(key)
     return None
 
@@ -144,5 +156,13 @@ def locate(cfg: Any) -> Location:
                     return Location(_join(parent.path, sub), parent.exact, parent.type_name)
             except Exception:  # an exotic __eq__
                 continue
+        # an argument extended by the constructor (`dict(rpn_head, train_cfg=...)`): every item of
+        # the argument is the very same object in cfg; the largest such argument wins
+        best, size = None, 0
+        for sub, value in _walk(parent.args, 3):
+            if len(value) > size and _extends(cfg, value):
+                best, size = sub, len(value)
+        if best is not None:
+            return Location(_join(parent.path, best), parent.exact, parent.type_name)
         return Location(parent.path, False, parent.type_name)
     return Location('')

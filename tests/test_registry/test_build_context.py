@@ -95,11 +95,13 @@ def test_paths_through_lists_and_nested_dicts(models):
 
 
 def test_config_made_inside_a_constructor_gets_the_closest_path(models):
+    # Head builds dict(type='FocalLoss', **made): it extends its `made` argument (every item of
+    # `made` is in it as the same object), so it is located at that argument (as the
+    # `dict(rpn_head, train_cfg=...)` of two-stage detectors is at model.rpn_head)
     cfg = Config(dict(model=model_cfg(made=dict(gamma=1.0, wrong=2))))
     with pytest.raises(TypeError) as info:
         models.build(cfg.model)
-    assert message_of(info).startswith(
-        "inside model.bbox_head (a config made by 'Head'): cannot build 'FocalLoss'")
+    assert message_of(info).startswith("model.bbox_head.made: cannot build 'FocalLoss'")
 
 
 def test_plain_dicts_get_paths_relative_to_the_outer_build(models):
