@@ -237,8 +237,9 @@ class Caffe2XavierInit(KaimingInit):
 class PretrainedInit:
     """Load weights from a checkpoint: ``dict(type='Pretrained', checkpoint=..., prefix=None)``.
 
-    ``checkpoint`` is a local path, an ``http(s)://`` URL or ``torchvision://<model name>`` (the ImageNet
-    weights of ``torchvision.models.<name>``, IMAGENET1K_V1 when available, as MMDetection's configs expect).
+    ``checkpoint`` is a local path, an ``http(s)://`` URL, ``torchvision://<model name>`` (the ImageNet
+    weights of ``torchvision.models.<name>``, IMAGENET1K_V1 when available, as MMDetection's configs expect) or
+    ``open-mmlab://<name>``; URLs come from the torch hub cache (see :func:`load_state_dict_from`).
     A dict with a ``state_dict`` (or ``model``) key is unwrapped, and a DDP ``module.`` prefix stripped. With
     ``prefix='backbone.'`` only keys under that prefix are loaded, with the prefix removed. ``revise_keys``
     then renames keys: a list of ``(regex, replacement)`` pairs applied in order with ``re.sub`` (MMEngine's
@@ -246,7 +247,7 @@ class PretrainedInit:
     unexpected keys are reported with ``warnings.warn``.
 
     Raises:
-        FileNotFoundError: a local checkpoint does not exist.
+        FileNotFoundError: a local checkpoint does not exist, or a URL is neither cached nor downloadable.
         ValueError: ``prefix`` matches no key of the checkpoint; malformed ``revise_keys``.
     """
 
@@ -282,17 +283,76 @@ class PretrainedInit:
         return f'PretrainedInit(checkpoint={self.checkpoint!r}, prefix={self.prefix!r})'
 
 
+# ``open-mmlab://<name>`` checkpoints of MMDetection configs (MMCV's model-zoo table, the entries kiln's configs use)
+OPEN_MMLAB_URLS = {
+    'detectron/resnet50_caffe': 'https://download.openmmlab.com/pretrain/third_party/resnet50_caffe-788b5fa3.pth',
+    'detectron/resnet101_caffe':
+        'https://download.openmmlab.com/pretrain/third_party/resnet101_caffe-3ad79236.pth',
+}
+
+
+def hub_cache_path(url: str) -> str:
+    """Where ``torch.hub`` keeps the download of ``url``: ``<torch.hub.get_dir()>/checkpoints/<file name>``
+    (``$TORCH_HOME/hub/checkpoints`` or ``~/.cache/torch/hub/checkpoints`` by default)."""
+    import os
+    from urllib.parse import urlparse
+    return os.path.join(torch.hub.get_dir(), 'checkpoints', os.path.basename(urlparse(url).path))
+
+
+def _load_url(url: str, checkpoint: str, map_location: str) -> Any:
+    """Load ``url`` from the torch hub cache, downloading it there first when it is missing."""
+    import os
+    cached = hub_cache_path(url)
+    if os.path.isfile(cached):
+        return torch.load(cached, map_location=map_location, weights_only=True)
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location=map_location, progress=False,
+                                                  weights_only=True)
+    except OSError as e:  # URLError, HTTPError, socket errors (offline machines)
+        raise FileNotFoundError(
+            f'Pretrained checkpoint {checkpoint!r} is not in the torch hub cache ({cached}) and downloading '
+            f'{url} failed ({type(e).__name__}: {e}). On an offline machine, copy the file to {cached} '
+            f'(the cache directory follows $TORCH_HOME) or give a local path as checkpoint.') from None
+
+
 def load_state_dict_from(checkpoint: str, map_location: str = 'cpu') -> dict[str, torch.Tensor]:
-    """Read a state dict (``{name: Tensor}``) from a path, URL or ``torchvision://name``."""
+    """Read a state dict (``{name: Tensor}``) from a local path, an ``http(s)://`` URL, ``torchvision://name``
+    or ``open-mmlab://name``.
+
+    * ``torchvision://resnet50``: the ImageNet weights of ``torchvision.models.resnet50`` (IMAGENET1K_V1 when
+      available, the weights MMDetection's configs were trained from); torchvision's ResNet key names
+      (``conv1``, ``bn1``, ``layer1.0.conv1`` ..., ``fc``) are MMDetection's, so they load as they are.
+    * ``open-mmlab://detectron/resnet50_caffe`` etc.: MMCV's model-zoo names (see ``OPEN_MMLAB_URLS``).
+    * URLs (and the two schemes above) are read from the torch hub cache (:func:`hub_cache_path`), downloaded
+      there when missing.
+
+    A dict holding ``state_dict`` (or ``model``) is unwrapped (MMDetection checkpoints) and a DDP ``module.``
+    prefix removed. Files are read with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: a local file does not exist, or a URL is neither cached nor downloadable (the
+            message names the cache path to fill on an offline machine).
+        KeyError: unknown ``torchvision://`` model or ``open-mmlab://`` name.
+        TypeError: the file holds no state dict.
+    """
     import os
     if checkpoint.startswith('torchvision://'):
         from torchvision.models import get_model_weights
         name = checkpoint[len('torchvision://'):]
-        weights = get_model_weights(name)
+        try:
+            weights = get_model_weights(name)
+        except (ValueError, KeyError) as e:
+            raise KeyError(f'{checkpoint}: torchvision has no model {name!r} ({e})') from None
         w = getattr(weights, 'IMAGENET1K_V1', None) or weights.DEFAULT
-        obj: Any = torch.hub.load_state_dict_from_url(w.url, map_location=map_location, weights_only=True)
+        obj: Any = _load_url(w.url, checkpoint, map_location)
+    elif checkpoint.startswith('open-mmlab://'):
+        name = checkpoint[len('open-mmlab://'):]
+        if name not in OPEN_MMLAB_URLS:
+            raise KeyError(f'{checkpoint}: unknown open-mmlab model name {name!r}; known: '
+                           f'{sorted(OPEN_MMLAB_URLS)}. Download the file and give its local path instead.')
+        obj = _load_url(OPEN_MMLAB_URLS[name], checkpoint, map_location)
     elif checkpoint.startswith(('http://', 'https://')):
-        obj = torch.hub.load_state_dict_from_url(checkpoint, map_location=map_location, weights_only=True)
+        obj = _load_url(checkpoint, checkpoint, map_location)
     else:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'Pretrained checkpoint not found: {checkpoint}')
