@@ -126,3 +126,22 @@ def test_missing_base_attribute_names_file_and_key(tmp_path):
         assert 'b.py' in str(e) and '_base_.model is not defined' in str(e)
     else:
         raise AssertionError('reading a deleted inherited key must fail')
+
+
+def test_no_frame_inspection_in_loader_and_registry():
+    # issue 10: the loader finds the `_base_ =` line from the source text, the registry its scope
+    # from locations / registered objects (both behaviours are tested in test_loader / test_registry)
+    kiln_dir = Path(__file__).parents[2] / 'kiln'
+    for rel in ('config/loader.py', 'registry/registry.py'):
+        text = (kiln_dir / rel).read_text()
+        assert '_getframe' not in text and 'currentframe' not in text and 'inspect.stack' not in text
+
+
+def test_base_line_is_named_without_frames(tmp_path):
+    (tmp_path / 'c.py').write_text("x = 1\n\n# bases\n_base_ = ['nope.py']\n")
+    try:
+        Config.fromfile(tmp_path / 'c.py')
+    except FileNotFoundError as e:
+        assert 'c.py, line 4: base config' in str(e)
+    else:
+        raise AssertionError('a missing base must fail')
