@@ -91,7 +91,9 @@ def run(mmref, refs, model):
         outs = model.bbox_head(neck)
         metas = [dict(s.metainfo) for s in samples]
         candidates = model.bbox_head.predict_by_feat(*outs, batch_img_metas=metas, rescale=True, with_nms=False)
-        preds = model.predict(x, samples)
+        # what model.predict(x, samples) returns, without a second forward pass (`kiln test` below runs that)
+        preds = model.add_pred_to_datasample(
+            samples, model.bbox_head.predict_by_feat(*outs, batch_img_metas=metas, rescale=True))
     return dict(x=x, samples=samples, backbone=backbone, neck=neck, outs=outs, candidates=candidates,
                 preds=preds)
 
