@@ -41,6 +41,11 @@ def imflip(img: np.ndarray, direction: str) -> np.ndarray:
     """Flip an (H, W[, C]) image; returns a contiguous copy."""
     if direction not in DIRECTIONS:
         raise ValueError(f'flip direction must be one of {DIRECTIONS}, got {direction!r}')
+    if img.dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.float32, np.float64) and (
+            img.ndim == 2 or img.ndim == 3 and img.shape[2] <= 4):
+        import cv2  # several times faster than copying a negative-stride numpy view
+        out = cv2.flip(img, {'horizontal': 1, 'vertical': 0, 'diagonal': -1}[direction])
+        return out[..., None] if img.ndim == 3 and out.ndim == 2 else out
     axes = {'horizontal': (1,), 'vertical': (0,), 'diagonal': (0, 1)}[direction]
     return np.ascontiguousarray(np.flip(img, axis=axes))
 

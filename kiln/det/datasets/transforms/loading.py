@@ -15,8 +15,12 @@ from kiln.registry import TRANSFORMS
 from ..file_io import get_bytes
 
 
-def imfrombytes(content: bytes, color_type: str = 'color', channel_order: str = 'bgr') -> np.ndarray:
-    """Decode image bytes with Pillow.
+def imfrombytes(content: bytes, color_type: str = 'color', channel_order: str = 'bgr',
+                backend: str = 'pillow') -> np.ndarray:
+    """Decode image bytes with Pillow (``backend='pillow'``) or OpenCV (``backend='cv2'``, MMCV's default).
+
+    Both give the same pixels for JPEGs (same libjpeg); OpenCV is several times faster (no PIL image object,
+    BGR natively) and, like MMCV, decodes a truncated JPEG with a libjpeg warning instead of failing.
 
     Args:
         content: encoded image (JPEG, PNG, ...).
@@ -26,7 +30,8 @@ def imfrombytes(content: bytes, color_type: str = 'color', channel_order: str = 
         channel_order: ``'bgr'`` (MMCV / OpenCV convention, kiln's pipeline default) or ``'rgb'``.
 
     Raises:
-        ValueError: unknown ``color_type`` / ``channel_order``.
+        ValueError: unknown ``color_type`` / ``channel_order`` / ``backend``; with ``'cv2'``, bytes OpenCV cannot
+            decode.
         PIL.UnidentifiedImageError: the bytes are not an image Pillow can read.
     """
     from PIL import Image, ImageOps
@@ -34,6 +39,10 @@ def imfrombytes(content: bytes, color_type: str = 'color', channel_order: str = 
         raise ValueError(f"color_type must be 'color', 'grayscale' or 'unchanged', got {color_type!r}")
     if channel_order not in ('bgr', 'rgb'):
         raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+    if backend == 'cv2':
+        return _cv2_decode(content, color_type, channel_order)
+    if backend != 'pillow':
+        raise ValueError(f"backend must be 'cv2' or 'pillow', got {backend!r}")
     with Image.open(io.BytesIO(content)) as img:
         if color_type == 'unchanged':
             array = np.array(img)
@@ -45,9 +54,22 @@ def imfrombytes(content: bytes, color_type: str = 'color', channel_order: str = 
     return array
 
 
+def _cv2_decode(content: bytes, color_type: str, channel_order: str) -> np.ndarray:
+    """``cv2.imdecode`` (``IMREAD_COLOR`` applies the EXIF orientation, as Pillow's ``exif_transpose``)."""
+    import cv2
+    flag = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE,
+            'unchanged': cv2.IMREAD_UNCHANGED}[color_type]
+    img = cv2.imdecode(np.frombuffer(content, dtype=np.uint8), flag)
+    if img is None:
+        raise ValueError(f'OpenCV cannot decode these {len(content)} bytes as an image')
+    if channel_order == 'rgb' and img.ndim == 3 and img.shape[2] in (3, 4):
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    return img
+
+
 @TRANSFORMS.register_module()
 class LoadImageFromFile(BaseTransform):
-    """Read the image at ``results['img_path']`` with Pillow.
+    """Read the image at ``results['img_path']`` with OpenCV (default, as MMCV) or Pillow.
 
     Reads: ``img_path``. Writes: ``img`` ((H, W, 3) uint8 numpy in **BGR** order for ``color_type='color'``,
     so configs with ``bgr_to_rgb=True`` in the data preprocessor behave as in MMDetection; float32 when
@@ -56,7 +78,7 @@ class LoadImageFromFile(BaseTransform):
     Args:
         to_float32: convert the image to float32 (values stay in 0..255).
         color_type: ``'color'``, ``'grayscale'`` or ``'unchanged'`` (see :func:`imfrombytes`).
-        imdecode_backend: only ``'pillow'`` is available (``'cv2'`` configs: OpenCV is not a dependency).
+        imdecode_backend: ``'cv2'`` (default, MMCV's; fastest) or ``'pillow'`` (see :func:`imfrombytes`).
         ignore_empty: return ``None`` (drop the sample) instead of raising when the file does not exist.
         backend_args: fsspec storage options for remote paths (``s3://...``).
 
@@ -65,11 +87,11 @@ class LoadImageFromFile(BaseTransform):
         FileNotFoundError / OSError: the file is missing or cannot be decoded (the message names the path).
     """
 
-    def __init__(self, to_float32: bool = False, color_type: str = 'color', imdecode_backend: str = 'pillow',
+    def __init__(self, to_float32: bool = False, color_type: str = 'color', imdecode_backend: str = 'cv2',
                  ignore_empty: bool = False, backend_args: dict | None = None) -> None:
-        if imdecode_backend != 'pillow':
+        if imdecode_backend not in ('cv2', 'pillow'):
             raise ValueError(f"LoadImageFromFile: imdecode_backend={imdecode_backend!r} is not available; kiln "
-                             "decodes images with 'pillow'")
+                             "decodes images with 'cv2' or 'pillow'")
         if color_type not in ('color', 'grayscale', 'unchanged'):
             raise ValueError(f"LoadImageFromFile: color_type must be 'color', 'grayscale' or 'unchanged', "
                              f'got {color_type!r}')
@@ -91,7 +113,7 @@ class LoadImageFromFile(BaseTransform):
                 return None
             raise
         try:
-            img = imfrombytes(content, self.color_type, channel_order='bgr')
+            img = imfrombytes(content, self.color_type, channel_order='bgr', backend=self.imdecode_backend)
         except Exception as e:  # Pillow raises several types for corrupt files
             raise OSError(f'LoadImageFromFile: cannot decode image {path!r}: {e}') from e
         if self.to_float32:

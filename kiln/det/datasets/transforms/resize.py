@@ -1,7 +1,7 @@
 """Resizing transforms: ``Resize`` and ``RandomResize``.
 
 Reference: MMCV 2.x ``mmcv.transforms.Resize`` / ``RandomResize`` and MMDetection 3.x
-``mmdet.datasets.transforms.Resize`` (behaviour), re-implemented with Pillow / torch.
+``mmdet.datasets.transforms.Resize`` (behaviour), re-implemented with OpenCV (default) / Pillow / torch.
 """
 from __future__ import annotations
 
@@ -38,11 +38,17 @@ def rescale_size(old_size: tuple[int, int], scale: float | tuple[int, int]) -> t
     return int(w * factor + 0.5), int(h * factor + 0.5)
 
 
-def imresize(img: np.ndarray, size: tuple[int, int], interpolation: str = 'bilinear') -> np.ndarray:
+_CV2_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+
+
+def imresize(img: np.ndarray, size: tuple[int, int], interpolation: str = 'bilinear',
+             backend: str = 'cv2') -> np.ndarray:
     """Resize ``img`` ((H, W) or (H, W, C) numpy) to ``size`` = (w, h).
 
-    uint8 images with 1 or 3 channels use Pillow (its bilinear filter antialiases when shrinking); other dtypes
-    / channel counts use ``torch.nn.functional.interpolate`` (``align_corners=False``). The dtype is kept.
+    ``backend='cv2'`` (MMCV's default) uses ``cv2.resize`` (no antialiasing when shrinking, as MMCV) for the
+    dtypes OpenCV handles; ``'pillow'`` uses Pillow for uint8 images with 1 or 3 channels (its bilinear filter
+    antialiases when shrinking). Other dtypes / channel counts use ``torch.nn.functional.interpolate``
+    (``align_corners=False``). The dtype and the channel axis are kept.
 
     Raises:
         ValueError: unknown ``interpolation`` or a non-positive size.
@@ -54,6 +60,12 @@ def imresize(img: np.ndarray, size: tuple[int, int], interpolation: str = 'bilin
         raise ValueError(f'target size must be positive, got (w, h) = {size}')
     if img.shape[0] == h and img.shape[1] == w:
         return img.copy()
+    if backend == 'cv2' and img.dtype in _CV2_DTYPES and (img.ndim == 2 or img.shape[2] <= 512):
+        import cv2
+        flag = {'nearest': cv2.INTER_NEAREST, 'bilinear': cv2.INTER_LINEAR, 'bicubic': cv2.INTER_CUBIC,
+                'area': cv2.INTER_AREA, 'lanczos': cv2.INTER_LANCZOS4}[interpolation]
+        out = cv2.resize(img, (w, h), interpolation=flag)
+        return out[..., None] if img.ndim == 3 and out.ndim == 2 else out
     if img.dtype == np.uint8 and (img.ndim == 2 or img.shape[2] in (1, 3)):
         from PIL import Image
         pil_filter = {'nearest': Image.NEAREST, 'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC,
@@ -108,7 +120,7 @@ class Resize(BaseTransform):
         keep_ratio: keep the aspect ratio (see ``scale``); without it the image is stretched to ``scale``.
         clip_object_border: clip the boxes to the resized image.
         interpolation: ``'bilinear'`` (default), ``'nearest'``, ``'bicubic'``, ``'area'``, ``'lanczos'``.
-        backend: accepted for MMCV configs (``'cv2'`` / ``'pillow'``); kiln always uses Pillow / torch.
+        backend: ``'cv2'`` (default, MMCV's: ``cv2.resize``) or ``'pillow'`` (antialiased when shrinking).
 
     Raises:
         ValueError: neither ``scale`` nor ``scale_factor`` given.
@@ -117,11 +129,13 @@ class Resize(BaseTransform):
 
     def __init__(self, scale: int | Sequence[int] | None = None,
                  scale_factor: float | Sequence[float] | None = None, keep_ratio: bool = True,
-                 clip_object_border: bool = True, backend: str = 'pillow', interpolation: str = 'bilinear') -> None:
+                 clip_object_border: bool = True, backend: str = 'cv2', interpolation: str = 'bilinear') -> None:
         if scale is None and scale_factor is None:
             raise ValueError('Resize: give `scale` or `scale_factor`')
         if interpolation not in _PIL_FILTERS:
             raise ValueError(f'Resize: interpolation must be one of {_PIL_FILTERS}, got {interpolation!r}')
+        if backend not in ('cv2', 'pillow'):
+            raise ValueError(f"Resize: backend must be 'cv2' or 'pillow', got {backend!r}")
         self.scale = None if scale is None else tuple(int(s) for s in _pair(scale, 'scale'))
         self.scale_factor = None if scale_factor is None else (
             float(scale_factor) if isinstance(scale_factor, (int, float)) else
@@ -147,7 +161,7 @@ class Resize(BaseTransform):
         img = results['img']
         h, w = img.shape[:2]
         new_w, new_h = self._target_size(results, w, h)
-        results['img'] = imresize(img, (new_w, new_h), self.interpolation)
+        results['img'] = imresize(img, (new_w, new_h), self.interpolation, self.backend)
         w_scale, h_scale = new_w / w, new_h / h
         results['img_shape'] = (new_h, new_w)
         old = results.get('scale_factor')
