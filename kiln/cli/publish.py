@@ -24,7 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from kiln.runner.checkpoint import CheckpointError, publish_checkpoint
+    from kiln.checkpoint import CheckpointError, publish_checkpoint
     try:
         final = publish_checkpoint(args.checkpoint, args.out, True if args.safetensors else None)
     except (FileNotFoundError, IsADirectoryError, CheckpointError, KeyError) as e:

@@ -1,11 +1,14 @@
-"""Datasets, transforms pipeline, samplers and collate functions."""
+"""The data layer: datasets, transforms pipeline, samplers, collate functions and dataloader building
+(usable without a Runner)."""
 from .base_dataset import BaseDataset
 from .compose import BaseTransform, Compose
 from .dataset_wrapper import ConcatDataset, RepeatDataset
-from .seeding import SampleIndex, sample_rng, sample_seed
+from .loader import SeededDataLoader, build_dataloader, get_sampler
 from .sampler import DefaultSampler, InfiniteSampler, sync_random_seed
+from .seeding import SampleIndex, global_rng_guard, sample_rng, sample_seed, seed_sample
 from .utils import default_collate, pseudo_collate, worker_init_fn
 
 __all__ = ['BaseDataset', 'BaseTransform', 'Compose', 'ConcatDataset', 'RepeatDataset', 'DefaultSampler',
-           'InfiniteSampler', 'sync_random_seed', 'SampleIndex', 'sample_rng', 'sample_seed', 'default_collate',
-           'pseudo_collate', 'worker_init_fn']
+           'InfiniteSampler', 'sync_random_seed', 'SampleIndex', 'sample_rng', 'sample_seed', 'seed_sample',
+           'global_rng_guard', 'default_collate', 'pseudo_collate', 'worker_init_fn', 'SeededDataLoader',
+           'build_dataloader', 'get_sampler']

@@ -17,7 +17,6 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .compose import Compose
-from .seeding import sample_rng
 
 
 def _is_abs(path: str) -> bool:
@@ -32,9 +31,9 @@ class BaseDataset(Dataset):
     serialisation of the records into one numpy byte buffer (saves memory with many dataloader workers).
 
     ``full_data_list`` keeps the unfiltered records; ``subset(indices)`` builds a dataset from positions in it
-    (stable numbering for active learning), ``full_indices`` maps current records back to it. Indices coming
-    from kiln's samplers (``SampleIndex``) seed the pipeline's randomness from (seed, epoch, index), see
-    ``kiln.dataset.seeding``.
+    (stable numbering for active learning), ``full_indices`` maps current records back to it. The dataloader
+    kiln builds seeds the pipeline's randomness from (sampler seed, epoch, index) before each sample is fetched
+    (``kiln.dataset.SeededDataLoader``), for this class and any other dataset alike.
 
     Args:
         ann_file: annotation file; joined with ``data_root`` unless absolute.
@@ -321,11 +320,10 @@ class BaseDataset(Dataset):
         return self.pipeline(self.get_data_info(idx))
 
     def __getitem__(self, idx: int) -> Any:
-        """The pipeline output of record ``idx``. When ``idx`` comes from a kiln sampler (a ``SampleIndex``),
-        ``random`` / ``numpy.random`` / torch are seeded from (sampler seed, epoch, idx) for this sample."""
+        """The pipeline output of record ``idx`` (random transforms draw from the global generators, which
+        kiln's dataloader seeds per sample, see ``kiln.dataset.SeededDataLoader``)."""
         self.full_init()
-        with sample_rng(idx):
-            return self._getitem(int(idx))
+        return self._getitem(int(idx))
 
     def _getitem(self, idx: int) -> Any:
         if self.test_mode:

@@ -8,7 +8,6 @@ from typing import Any, Sequence
 from kiln.registry import DATASETS
 
 from .base_dataset import BaseDataset
-from .seeding import sample_rng
 
 
 def _build(dataset: Any) -> Any:
@@ -85,8 +84,7 @@ class ConcatDataset:
 
     def __getitem__(self, idx: int) -> Any:
         d, i = self._locate(idx)
-        with sample_rng(idx):  # seeded from the outer index; the inner dataset gets a plain int
-            return self.datasets[d][int(i)]
+        return self.datasets[d][int(i)]
 
 
 @DATASETS.register_module()
@@ -129,5 +127,4 @@ class RepeatDataset:
         return self.dataset.get_data_info(self._ori(idx))
 
     def __getitem__(self, idx: int) -> Any:
-        with sample_rng(idx):  # each repetition of a record gets its own seed (from the outer index)
-            return self.dataset[int(self._ori(idx))]
+        return self.dataset[int(self._ori(idx))]

@@ -17,7 +17,8 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb',
 
     The data goes to a hidden temporary file in the same directory (so the final
     ``os.replace`` is a same-filesystem rename), which is flushed and fsynced before
-    being renamed over ``path``. Readers therefore see either the old file or the
+    being renamed over ``path``; it gets the permissions any new file gets (``0o666`` minus the process
+    umask), not ``mkstemp``'s private ``0o600``. Readers therefore see either the old file or the
     complete new one, never a partial file. If the ``with`` body raises, the
     temporary file is deleted, ``path`` is left untouched and the error propagates.
     Missing parent directories are created.
@@ -41,6 +42,8 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb',
     fd, tmp_name = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp',
                                     dir=target.parent)
     try:
+        if hasattr(os, 'fchmod'):  # mkstemp makes 0600: give the file the permissions open() would
+            os.fchmod(fd, 0o666 & ~_umask())
         if mode == 'w':
             f = os.fdopen(fd, 'w', encoding=encoding or 'utf-8')
         else:
@@ -55,6 +58,13 @@ def atomic_write(path: str | os.PathLike, mode: str = 'wb',
             os.unlink(tmp_name)
         raise
     _fsync_dir(target.parent)
+
+
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

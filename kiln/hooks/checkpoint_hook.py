@@ -202,10 +202,10 @@ class CheckpointHook(Hook):
         self._flush(runner)
         from kiln.dist import is_main_process
         if self.published_keys and self._out_dir is not None and is_main_process():
-            from .publish import publish_checkpoint
+            from kiln.checkpoint import publish_checkpoint
             sources = ([self.saved[-1]] if self.save_last and self.saved else []) + list(self.best_ckpt.values())
             for src in dict.fromkeys(sources):
-                self.published.append(publish_checkpoint(src, self.published_keys, runner.logger))
+                self.published.append(publish_checkpoint(src, keys=self.published_keys, logger=runner.logger))
         self._out_dir = None  # best checkpoints are only saved while training
         self._pending = None
 
@@ -268,7 +268,7 @@ class CheckpointHook(Hook):
     # ------------------------------------------------------------------------------------------ saving
     def _save_periodic(self, runner: Runner, step: int, val_pending: bool = False, update: bool = False) -> None:
         from kiln.dist import is_main_process
-        from kiln.runner.checkpoint import write_last_checkpoint
+        from kiln.checkpoint import write_last_checkpoint
         filename = self.filename_tmpl.format(step)
         path = _join(self._out_dir, filename)
         unit = 'epochs' if self.by_epoch else 'iterations'

@@ -91,7 +91,7 @@ class EMAHook(Hook):
     # ----------------------------------------------------------------------------------- mount points
     def before_run(self, runner: Runner) -> None:
         from kiln.registry import MODELS
-        from kiln.runner.builders import unwrap_model
+        from kiln.model.wrappers import unwrap_model
         self.src_model = unwrap_model(runner.model)
         self.ema_model = MODELS.build(dict(self.ema_cfg, model=self.src_model))
 
@@ -122,12 +122,12 @@ class EMAHook(Hook):
         self._swap_ema_parameters()
 
     def before_save_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
-        from kiln.runner.checkpoint import weights_to_cpu
+        from kiln.checkpoint import weights_to_cpu
         checkpoint['ema_state_dict'] = weights_to_cpu(self.ema_model.state_dict())
         self._swap_ema_state_dict(checkpoint)
 
     def after_load_checkpoint(self, runner: Runner, checkpoint: dict) -> None:
-        from kiln.runner.checkpoint import load_state_dict
+        from kiln.checkpoint import load_state_dict
         resuming = bool(getattr(runner, '_resume', False))
         if 'ema_state_dict' in checkpoint and resuming:
             self._swap_ema_state_dict(checkpoint)

@@ -1,8 +1,9 @@
 """DistSamplerSeedHook: tell the train sampler which epoch starts, so every epoch gets a new shuffle."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from kiln.dataset.loader import get_sampler  # noqa: F401  (re-exported: its old home)
 from kiln.registry import HOOKS
 
 from .hook import Hook
@@ -11,18 +12,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from kiln.runner import Runner
 
 __all__ = ['DistSamplerSeedHook', 'get_sampler']
-
-
-def get_sampler(dataloader: Any) -> Any:
-    """The sampler that owns the shuffle of ``dataloader``: ``dataloader.sampler`` if it has ``set_epoch``,
-    else ``dataloader.batch_sampler.sampler`` (custom batch samplers), else ``dataloader.sampler`` / None."""
-    sampler = getattr(dataloader, 'sampler', None)
-    if hasattr(sampler, 'set_epoch'):
-        return sampler
-    inner = getattr(getattr(dataloader, 'batch_sampler', None), 'sampler', None)
-    if hasattr(inner, 'set_epoch'):
-        return inner
-    return sampler
 
 
 @HOOKS.register_module()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from abc import ABCMeta
 
 from torch import nn
 
@@ -15,8 +16,12 @@ def _is_pretrained(cfg: dict) -> bool:
     return t == 'Pretrained' or getattr(t, '__name__', None) == 'PretrainedInit'
 
 
-class BaseModule(nn.Module):
+class BaseModule(nn.Module, metaclass=ABCMeta):
     """``nn.Module`` with an ``init_cfg`` applied by ``init_weights()``.
+
+    An abstract base class (``ABCMeta``, which ``nn.Module``'s plain ``type`` metaclass allows): a subclass that
+    leaves an ``@abstractmethod`` unimplemented (e.g. ``BaseModel.forward``) cannot be instantiated (TypeError
+    naming the missing methods), as in MMEngine.
 
     ``init_weights()`` runs once per module (``is_init`` tracks it): it applies this module's non-pretrained
     ``init_cfg`` entries, then calls ``init_weights()`` of every child that has one and is not yet

@@ -6,15 +6,13 @@ unchanged. Reference: the ``Runner.build_*`` methods of MMEngine (same config ke
 from __future__ import annotations
 
 import logging
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
-import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from kiln.registry import (DATA_SAMPLERS, DATASETS, EVALUATOR, FUNCTIONS, HOOKS, LOG_PROCESSORS, LOOPS,
-                           MODELS, PARAM_SCHEDULERS, VISUALIZERS)
+from kiln.dataset.loader import build_dataloader
+from kiln.model.wrappers.utils import unwrap_model
+from kiln.registry import EVALUATOR, HOOKS, LOG_PROCESSORS, LOOPS, MODELS, PARAM_SCHEDULERS, VISUALIZERS
 
 __all__ = ['build_dataloader', 'build_param_schedulers', 'build_hook', 'build_train_loop', 'build_eval_loop',
            'build_evaluator', 'build_model', 'wrap_model', 'unwrap_model', 'build_optim_wrapper', 'scale_lr',
@@ -25,95 +23,6 @@ def _plain(cfg: Any) -> dict:
     """A shallow plain-dict copy of a (Config)dict: building pops keys from it, never from the caller's config
     (objects inside, e.g. a built dataset, are shared, not copied)."""
     return dict(cfg)
-
-
-# --------------------------------------------------------------------------------------------- data
-def build_dataloader(cfg: dict | DataLoader, seed: int | None = None, diff_rank_seed: bool = False,
-                     name: str = 'dataloader') -> DataLoader:
-    """Build a ``torch.utils.data.DataLoader`` from an MMEngine-style dataloader config.
-
-    Keys: ``dataset`` (config built from DATASETS, or a Dataset; ``full_init()`` is called when present),
-    ``sampler`` (required; built from DATA_SAMPLERS with ``dataset`` and ``seed``, e.g.
-    ``dict(type='DefaultSampler', shuffle=True)``), optional ``batch_sampler`` (built from DATA_SAMPLERS with
-    ``sampler`` and ``batch_size``), ``collate_fn`` (``dict(type=<name in FUNCTIONS or callable>, **kwargs)``
-    or a callable; default ``pseudo_collate``), ``batch_size`` (default 1), ``num_workers`` (default 0),
-    ``drop_last``, ``persistent_workers`` (forced off without workers), ``pin_memory`` (default: CUDA
-    available), ``worker_init_fn``; any other key goes to ``DataLoader``.
-
-    Args:
-        cfg: the config, or a DataLoader (returned unchanged).
-        seed: base seed for the sampler and the workers (``kiln.dataset.worker_init_fn`` seeds each worker with
-            ``num_workers * rank + worker_id + seed``) and for the loader's own ``generator`` (so creating an
-            iterator does not consume the global torch RNG); None leaves all three unseeded.
-        diff_rank_seed: the sampler gets seed None (so each rank draws its own) instead of ``seed``.
-        name: config name used in error messages (``'train_dataloader'``...).
-
-    Raises:
-        KeyError: ``dataset`` or ``sampler`` missing (the message names ``name``).
-        TypeError: ``cfg`` is neither a dict nor a DataLoader-like object.
-    """
-    if not isinstance(cfg, dict):
-        if hasattr(cfg, '__iter__'):
-            return cfg
-        raise TypeError(f'{name} must be a config dict or a DataLoader, got {type(cfg).__name__}')
-    cfg = _plain(cfg)
-    for key in ('dataset', 'sampler'):
-        if key not in cfg:
-            hint = " (e.g. sampler=dict(type='DefaultSampler', shuffle=True))" if key == 'sampler' else ''
-            raise KeyError(f'{name}: the config has no {key!r}{hint}; got keys {sorted(cfg)}')
-    dataset = cfg.pop('dataset')
-    if isinstance(dataset, dict):
-        dataset = DATASETS.build(dataset)
-    if hasattr(dataset, 'full_init'):
-        dataset.full_init()
-
-    sampler = cfg.pop('sampler')
-    if isinstance(sampler, dict):
-        sampler = DATA_SAMPLERS.build(sampler, default_args=dict(dataset=dataset,
-                                                                 seed=None if diff_rank_seed else seed))
-    batch_size = cfg.pop('batch_size', 1)
-    batch_sampler = cfg.pop('batch_sampler', None)
-    if isinstance(batch_sampler, dict):
-        batch_sampler = DATA_SAMPLERS.build(batch_sampler,
-                                            default_args=dict(sampler=sampler, batch_size=batch_size))
-
-    collate_fn = _build_function(cfg.pop('collate_fn', dict(type='pseudo_collate')), f'{name}.collate_fn')
-    num_workers = cfg.pop('num_workers', 0)
-    init_fn = cfg.pop('worker_init_fn', None)
-    if init_fn is not None:
-        init_fn = _build_function(init_fn, f'{name}.worker_init_fn')
-    elif seed is not None:
-        from kiln.dataset import worker_init_fn
-        from kiln.dist import get_rank
-        init_fn = partial(worker_init_fn, num_workers=num_workers, rank=get_rank(), seed=seed)
-    cfg.pop('shuffle', None)  # the sampler decides
-    if seed is not None and cfg.get('generator') is None:
-        # The loader draws its workers' base seed from this generator instead of the global torch RNG, so
-        # starting an epoch (or a validation) does not shift the random stream the model trains with.
-        cfg['generator'] = torch.Generator().manual_seed(seed)
-    persistent = bool(cfg.pop('persistent_workers', False)) and num_workers > 0
-    pin_memory = cfg.pop('pin_memory', None)
-    if pin_memory is None:
-        pin_memory = torch.cuda.is_available()
-    if batch_sampler is not None:
-        cfg.pop('drop_last', None)
-        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
-                          worker_init_fn=init_fn, persistent_workers=persistent, pin_memory=pin_memory, **cfg)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn,
-                      num_workers=num_workers, worker_init_fn=init_fn, persistent_workers=persistent,
-                      pin_memory=pin_memory, **cfg)
-
-
-def _build_function(cfg: Any, name: str) -> Callable:
-    if callable(cfg) and not isinstance(cfg, dict):
-        return cfg
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError(f"{name} must be a callable or dict(type=..., **kwargs), got {cfg!r}")
-    cfg = _plain(cfg)
-    fn = cfg.pop('type')
-    if isinstance(fn, str):
-        fn = FUNCTIONS.get(fn)
-    return partial(fn, **cfg) if cfg else fn
 
 
 # -------------------------------------------------------------------------------------- schedulers
@@ -249,14 +158,6 @@ def build_model(cfg: Any, data_preprocessor: Any = None) -> nn.Module:
     if data_preprocessor is not None:
         cfg.setdefault('data_preprocessor', data_preprocessor)
     return MODELS.build(cfg)
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel-style wrapper (``.module``), or ``model`` itself."""
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-    if isinstance(model, (DistributedDataParallel, DataParallel)):
-        return model.module
-    return model
 
 
 def wrap_model(model: nn.Module, distributed: bool, wrapper_cfg: dict | None = None,

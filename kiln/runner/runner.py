@@ -1,33 +1,41 @@
 """The Runner: keeps the parts of a run together and drives training, validation and testing.
 
-It only orchestrates: building lives in ``builders.py``, the loops in ``loops.py``, process set-up in ``env.py``
-and checkpoint assembly in ``state.py``. Reference: MMEngine's ``Runner`` (same arguments and config keys).
+The Runner is the one owner of a run's state (as Detectron2's ``TrainerBase``): it alone assigns its attributes,
+``state_dict()`` / ``load_state_dict()`` give and take everything a restart needs, and every part is built through
+an overridable ``build_*`` method. Helpers compute for it: ``builders.py`` (config -> object), ``state.py``
+(checkpoint parts), ``session.py`` (reuse across experiments), ``env.py`` (process set-up); the loops live in
+``loops.py``, checkpoint files in :mod:`kiln.checkpoint`, dataloaders in :mod:`kiln.dataset`. Reference:
+MMEngine's ``Runner`` (same arguments and config keys).
 """
 from __future__ import annotations
 
 import copy
 import os
 import os.path as osp
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from kiln.checkpoint import find_latest_checkpoint, get_state_dict, read_checkpoint, to_weights_only, weights_to_cpu
+from kiln.checkpoint import save_checkpoint as _save_checkpoint
 from kiln.config import Config
+from kiln.dataset import build_dataloader, get_sampler
 from kiln.dist import get_dist_info, is_main_process, rank_log_files
 from kiln.logging import MessageHub, close_logger, get_logger
-from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save
+from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save, unwrap_model
 from kiln.registry import RUNNERS, init_default_scope
 
 from . import builders as B
 from . import session as S
-from .checkpoint import _load_checkpoint, find_latest_checkpoint
-from .checkpoint import save_checkpoint as _save_checkpoint
-from .env import make_timestamp, set_random_seed, setup_env
+from .env import get_rng_state, make_timestamp, set_random_seed, set_rng_state, setup_env
 from .model_options import apply_model_options
 from .priority import get_priority
 from .startup import hooks_info, log_start
-from .state import apply_weights, build_checkpoint, check_training_checkpoint, restore_training_state
+from .state import (apply_weights, check_training_checkpoint, dataset_meta, hook_states, load_hook_states,
+                    load_scheduler_states, scheduler_states)
 
 __all__ = ['Runner']
 
@@ -35,6 +43,17 @@ _DEFAULT_HOOKS = dict(runtime_info=dict(type='RuntimeInfoHook'), timer=dict(type
                       sampler_seed=dict(type='DistSamplerSeedHook'), logger=dict(type='LoggerHook'),
                       param_scheduler=dict(type='ParamSchedulerHook'),
                       checkpoint=dict(type='CheckpointHook', interval=1))
+
+
+@dataclass
+class _WeightsSource:
+    """Where the weights of the next ``train()`` / ``val()`` / ``test()`` come from, and what is already done."""
+
+    load_from: str | None  # checkpoint whose weights are loaded (``load_from``)
+    resume: bool | str  # ``resume``: True (work_dir/last_checkpoint, or load_from) or a path
+    loaded: bool = False  # a checkpoint was loaded: do not load / resume again
+    ready_model: nn.Module | None = None  # the unwrapped model whose weights are set (initialised or loaded)
+    train_calls: int = 0  # how many times train() ran (a second call resets the loop counters)
 
 
 @RUNNERS.register_module()
@@ -104,7 +123,6 @@ class Runner:
         os.makedirs(self._work_dir, exist_ok=True)
         self.cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(copy.deepcopy(dict(cfg or {})))
         self._model_src, self._model, self._data_preprocessor = model, None, data_preprocessor
-        self._inited_model: nn.Module | None = None
         self._train_dataloader_src, self._train_cfg, self._train_loop = train_dataloader, train_cfg, None
         self._val_dataloader_src, self._val_cfg, self._val_evaluator, self._val_loop = (
             val_dataloader, val_cfg, val_evaluator, None)
@@ -113,7 +131,7 @@ class Runner:
         self.optim_wrapper = optim_wrapper
         self.param_schedulers = param_scheduler
         self._auto_scale_lr = auto_scale_lr
-        self._load_from, self._resume, self._has_loaded, self._train_calls = load_from, resume, False, 0
+        self._source = _WeightsSource(load_from, resume)
         self._launcher = launcher
         self._randomness_cfg = dict(randomness or {})
 
@@ -166,14 +184,36 @@ class Runner:
                    cfg=cfg)
 
     # ------------------------------------------------------------------------------------- properties
-    work_dir = property(lambda self: self._work_dir, lambda self, d: S.set_work_dir(self, d),
-                        doc='Absolute output directory (settable between experiments, see session.set_work_dir).')
-    log_dir = property(lambda self: self._log_dir, lambda self, d: S.set_log_dir(self, d),
-                       doc='``work_dir/<timestamp>``: text log and vis_data (setting it starts a new session).')
+    @property
+    def work_dir(self) -> str:
+        """Absolute output directory. Settable between experiments: checkpoints and ``last_checkpoint`` go to the
+        new directory (created) from then on; the log stays where it is until the next ``new_session()``,
+        whose log dir is ``work_dir/<timestamp>``."""
+        return self._work_dir
+
+    @work_dir.setter
+    def work_dir(self, work_dir: str | os.PathLike) -> None:
+        self._work_dir = osp.abspath(os.fspath(work_dir))
+        os.makedirs(self._work_dir, exist_ok=True)
+
+    @property
+    def log_dir(self) -> str:
+        """``work_dir/<timestamp>``: text log and vis_data (setting it starts a new session writing there)."""
+        return self._log_dir
+
+    @log_dir.setter
+    def log_dir(self, log_dir: str | os.PathLike) -> None:
+        self.new_session(log_dir=log_dir)
+
     timestamp = property(lambda self: self._timestamp, doc='``YYYYmmdd_HHMMSS`` of this run.')
     experiment_name = property(lambda self: self._experiment_name)
     logger = property(lambda self: self._logger, doc="This runner's ``logging.Logger``.")
     seed = property(lambda self: self._seed, doc='The random seed in use.')
+    # read-only, MMEngine's names (its EMAHook and user hooks read ``runner._resume`` / ``runner._load_from``)
+    _resume = property(lambda self: self._source.resume, doc='The ``resume`` argument.')
+    _load_from = property(lambda self: self._source.load_from, doc='The ``load_from`` argument.')
+    randomness = property(lambda self: dict(self._randomness_cfg),
+                          doc='A copy of the ``randomness`` settings (``seed``, ``diff_rank_seed``, ...).')
     launcher = property(lambda self: self._launcher)
     distributed = property(lambda self: self._distributed)
     rank = property(lambda self: self._rank)
@@ -265,26 +305,26 @@ class Runner:
             raise RuntimeError('training needs an optim_wrapper (e.g. optim_wrapper=dict(optimizer=dict('
                                "type='SGD', lr=0.01)))")
         model = self.model
-        resume_from = None if self._has_loaded else self._resume_path()
+        source = self._source
+        resume_from = None if source.loaded else self._resume_path()
         if resume_from is None:
             self._init_model_weights()
         loop = self.train_loop
-        if self._train_calls:
+        if source.train_calls:
             loop.reset()
-        self._train_calls += 1
-        self._optim_wrapper = B.build_optim_wrapper(model, self._optim_wrapper_src)
+        source.train_calls += 1
+        self._optim_wrapper = self.build_optim_wrapper(self._optim_wrapper_src)
         batch_size = getattr(loop.dataloader, 'batch_size', None) or getattr(
             getattr(loop.dataloader, 'batch_sampler', None), 'batch_size', 1)
         B.scale_lr(self._optim_wrapper, self._auto_scale_lr, batch_size, self.world_size, self.logger)
-        self._param_schedulers = B.build_param_schedulers(
-            self._param_scheduler_src, self._optim_wrapper, _len(loop.dataloader), loop.max_epochs, loop.max_iters)
+        self._param_schedulers = self.build_param_scheduler(self._param_scheduler_src)
         self.val_loop  # noqa: B018  (build it now so that configuration errors show before training)
         self.call_hook('before_run')
         if resume_from is not None:
             self.resume(resume_from)
-        elif not self._has_loaded and self._load_from:
-            self.load_checkpoint(self._load_from)
-        self._optim_wrapper.initialize_count_status(B.unwrap_model(model), loop.iter, loop.max_iters)
+        elif not source.loaded and source.load_from:
+            self.load_checkpoint(source.load_from)
+        self._optim_wrapper.initialize_count_status(unwrap_model(model), loop.iter, loop.max_iters)
         model = loop.run()
         self.call_hook('after_run')
         return model
@@ -300,36 +340,38 @@ class Runner:
     def _evaluate(self, loop: Any) -> dict:
         self.model  # noqa: B018
         self.call_hook('before_run')
-        path = None if self._has_loaded else (self._resume_path() or self._load_from)
+        source = self._source
+        path = None if source.loaded else (self._resume_path() or source.load_from)
         if path:
             self.load_checkpoint(path)
-            self._has_loaded = not self._resume  # a later train() still resumes fully
+            source.loaded = not source.resume  # a later train() still resumes fully
         metrics = loop.run()
         self.call_hook('after_run')
         return metrics
 
     def _resume_path(self) -> str | None:
-        if not self._resume:
+        source = self._source
+        if not source.resume:
             return None
-        if isinstance(self._resume, str):
-            return self._resume
-        if self._load_from:
-            return self._load_from
+        if isinstance(source.resume, str):
+            return source.resume
+        if source.load_from:
+            return source.load_from
         path = find_latest_checkpoint(self._work_dir)
         if path is None:
             self.logger.warning(f'resume=True but {self._work_dir} has no last_checkpoint: training from scratch')
         return path
 
     def _init_model_weights(self) -> None:
-        model = B.unwrap_model(self.model)
-        if self._inited_model is model:
+        model = unwrap_model(self.model)
+        if self._source.ready_model is model:
             return
-        if hasattr(model, 'init_weights'):
+        if hasattr(model, 'init_weights') and not getattr(model, 'is_init', False):  # (FSDP initialises first)
             model.init_weights()
             if hasattr(model, 'format_init_report'):  # which initialiser set each parameter (BaseModule)
                 self.logger.debug('Parameter initialisation:\n' + model.format_init_report())
             broadcast_module_state(model)  # distributed: every rank starts from rank 0's weights
-        self._inited_model = model
+        self._source.ready_model = model
 
     # ---------------------------------------------------------------------------------------- hooks
     def call_hook(self, fn_name: str, **kwargs: Any) -> None:
@@ -371,14 +413,71 @@ class Runner:
         """Which hook runs at which mount point, in call order (logged at start)."""
         return hooks_info(self._hooks)
 
-    # ---------------------------------------------------------------------------------- checkpoints
+    # ----------------------------------------------------------------------------- state (checkpoints)
+    def state_dict(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
+                   meta: dict | None = None) -> dict:
+        """Everything a restart needs, as the checkpoint dict (layout in docs/checkpoints.md): ``meta`` (epoch /
+        iter to resume from, seed, versions, config text, dataset meta, experiment name, time, plus ``meta``),
+        ``state_dict`` (CPU copies of the unwrapped model's tensors; FSDP: gathered, a collective),
+        ``optimizer`` / ``param_schedulers`` (when asked for and built), ``message_hub``, ``hooks`` (non-empty
+        hook states) and ``rng_state`` (Python, NumPy, torch generators). Only tensors and plain containers.
+        """
+        import kiln
+        loop = self._train_loop
+        epoch, iteration = loop.progress() if loop is not None else (0, 0)
+        full_meta = dict(to_weights_only(meta or {}))
+        full_meta.update(epoch=epoch, iter=iteration, seed=self._seed, kiln_version=kiln.__version__,
+                         torch_version=str(torch.__version__), cfg=self.cfg.pretty_text if len(self.cfg) else '',
+                         dataset_meta=dataset_meta((self._train_loop, self._val_loop, self._test_loop)),
+                         experiment_name=self._experiment_name,
+                         time=time.strftime('%Y%m%d_%H%M%S', time.localtime()))
+        state: dict[str, Any] = dict(meta=full_meta, state_dict=weights_to_cpu(get_state_dict(self.model)))
+        if save_optimizer and self._optim_wrapper is not None:
+            state['optimizer'] = self._optim_wrapper.state_dict()
+        if save_param_scheduler and self._param_schedulers:
+            state['param_schedulers'] = scheduler_states(self._param_schedulers)
+        state['message_hub'] = self.message_hub.state_dict()
+        state['hooks'] = hook_states(self._hooks)
+        state['rng_state'] = get_rng_state()
+        return state
+
+    def load_state_dict(self, state: dict, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
+                        source: str | None = None) -> None:
+        """Put back what ``state_dict()`` returned: weights (strict), loop position, message hub, optimizer,
+        schedulers, hook states and RNG states. Call it once the optimizer wrapper and schedulers are built
+        (``train()`` does, through ``resume()``). ``source`` names the file in error messages.
+
+        Raises:
+            KeyError: ``state`` is not a training checkpoint (no ``meta`` / ``state_dict``), or its scheduler list
+                does not match the configured schedulers.
+            CheckpointError: the weights do not match the model.
+        """
+        check_training_checkpoint(state, source)
+        apply_weights(self.model, state, strict=True, logger=self.logger, source=source)
+        meta = state['meta']
+        self.train_loop.load_progress(meta.get('epoch', 0), meta.get('iter', 0))
+        if 'message_hub' in state:
+            self.message_hub.load_state_dict(state['message_hub'])
+        if resume_optimizer and 'optimizer' in state and self._optim_wrapper is not None:
+            self._optim_wrapper.load_state_dict(state['optimizer'])
+        if resume_param_scheduler and 'param_schedulers' in state and self._param_schedulers:
+            load_scheduler_states(self._param_schedulers, state['param_schedulers'])
+        load_hook_states(self._hooks, state.get('hooks', {}))
+        if 'rng_state' in state:
+            set_rng_state(state['rng_state'])
+        self._weights_loaded()
+
+    def _weights_loaded(self) -> None:
+        self._source.loaded = True
+        self._source.ready_model = unwrap_model(self.model)  # loaded weights must not be re-initialised later
+
     def save_checkpoint(self, out_dir: str, filename: str, save_optimizer: bool = True,
                         save_param_scheduler: bool = True, meta: dict | None = None) -> None:
-        """Write ``out_dir/filename`` (rank 0 only) after the ``before_save_checkpoint`` hooks; layout in
-        docs/architecture.md. ``meta`` adds keys to the checkpoint's meta."""
+        """Write ``out_dir/filename`` (rank 0 only) after the ``before_save_checkpoint`` hooks; the content is
+        ``state_dict()``. ``meta`` adds keys to the checkpoint's meta."""
         if not is_main_process() and not needs_all_ranks_to_save(self.model):
             return
-        checkpoint = build_checkpoint(self, save_optimizer, save_param_scheduler, meta)  # FSDP: gathers shards
+        checkpoint = self.state_dict(save_optimizer, save_param_scheduler, meta)  # FSDP: gathers shards
         if not is_main_process():
             return
         self.call_hook('before_save_checkpoint', checkpoint=checkpoint)
@@ -392,26 +491,26 @@ class Runner:
         Raises:
             FileNotFoundError / CheckpointError: unreadable file. RuntimeError: ``strict`` and keys differ.
         """
-        checkpoint = _load_checkpoint(filename, map_location)
+        checkpoint = read_checkpoint(filename, map_location)
         if not isinstance(checkpoint, dict):
             raise TypeError(f'checkpoint {filename!r} holds a {type(checkpoint).__name__}, expected a dict')
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         apply_weights(self.model, checkpoint, strict, revise_keys, self.logger, source=str(filename))
-        self._has_loaded = True
-        self._inited_model = B.unwrap_model(self.model)  # loaded weights must not be re-initialised later
+        self._weights_loaded()
         self.logger.info(f'Load checkpoint from {filename}')
         return checkpoint
 
     def resume(self, filename: str, resume_optimizer: bool = True, resume_param_scheduler: bool = True,
                map_location: Any = 'cpu') -> None:
-        """Continue a training run from ``filename``: weights, optimizer, schedulers, message hub, hook states,
-        RNG states and the loop position (the next epoch / iteration). Call it after the optimizer wrapper and
-        schedulers are built (``train()`` does).
+        """Continue a training run from ``filename``: read it, run the ``after_load_checkpoint`` hooks, adopt its
+        seed, then ``load_state_dict`` (weights, optimizer, schedulers, message hub, hook states, RNG states and
+        the loop position: the next epoch / iteration). Call it after the optimizer wrapper and schedulers are
+        built (``train()`` does).
 
         Raises:
             KeyError: the file is not a training checkpoint (no ``meta``).
         """
-        checkpoint = _load_checkpoint(filename, map_location)
+        checkpoint = read_checkpoint(filename, map_location)
         check_training_checkpoint(checkpoint, str(filename))
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
         seed = checkpoint.get('meta', {}).get('seed')
@@ -419,42 +518,102 @@ class Runner:
             self.logger.warning(f'the checkpoint was trained with seed {seed}, this run has {self._seed}: '
                                 f'using {seed}')
             self._reseed(seed)
-        apply_weights(self.model, checkpoint, strict=True, logger=self.logger, source=str(filename))
-        restore_training_state(self, checkpoint, resume_optimizer, resume_param_scheduler)
-        self._has_loaded = True
-        self._inited_model = B.unwrap_model(self.model)
+        self.load_state_dict(checkpoint, resume_optimizer, resume_param_scheduler, source=str(filename))
         self.logger.info(f'resumed from {filename} at epoch {self.epoch}, iter {self.iter}')
 
     def _reseed(self, seed: int) -> None:
-        from kiln.hooks.sampler_seed_hook import get_sampler
         old, self._randomness_cfg['seed'] = self._seed, seed
         self._seed = set_random_seed(**self._randomness_cfg)
         sampler = get_sampler(self._train_loop.dataloader) if self._train_loop is not None else None
         if getattr(sampler, 'seed', None) == old:
             sampler.seed = seed
 
-    # ------------------------------------------------------------- reuse across experiments (session.py)
+    # ---------------------------------------------------------------------- reuse across experiments
     def reset_model(self) -> nn.Module:
-        """Fresh model (``init_cfg`` re-applied, ``load_from`` reloaded), optimizer wrapper and schedulers;
-        loop counters reset. See ``kiln.runner.session.reset_model``."""
-        return S.reset_model(self)
+        """Give the runner a freshly initialised model, optimizer wrapper and schedulers; reset the loop counters.
+
+        A model config is built again (``init_cfg`` applied by ``init_weights()``); a model passed as an object is
+        re-initialised in place (``reset_parameters()`` of every sub-module that has one, then ``init_weights()``).
+        ``load_from`` weights are loaded again (as at the first ``train()``); ``resume`` is not applied again. An
+        optimizer wrapper / schedulers given as configs are rebuilt; an optimizer wrapper given as an object gets
+        a new optimizer of the same class and defaults over the new parameters. Hook states are kept.
+
+        Returns:
+            The new (wrapped) model.
+        """
+        if isinstance(self._model_src, nn.Module):
+            S.reinit_module(self._model_src)
+        self._model = None
+        self._source = _WeightsSource(self._source.load_from, resume=False)
+        model = self.model  # builds (config) or moves + wraps (object)
+        self._init_model_weights()
+        if self._source.load_from:
+            self.load_checkpoint(self._source.load_from)
+        if self._train_loop is not None:
+            self._train_loop.reset()
+        wrapper_src = self._optim_wrapper_src
+        if wrapper_src is not None:
+            self._optim_wrapper = (self.build_optim_wrapper(wrapper_src) if isinstance(wrapper_src, dict)
+                                   else S.rebind_optimizer(wrapper_src, model))
+            if self._param_scheduler_src is not None and self._train_loop is not None:
+                self._param_schedulers = self.build_param_scheduler(self._param_scheduler_src)
+        return model
 
     def set_dataloader(self, split: str, data: Any) -> None:
-        """Rebuild the ``'train'`` / ``'val'`` / ``'test'`` dataloader around a dataset, dataset config,
-        dataloader config or DataLoader. See ``kiln.runner.session.set_dataloader``."""
-        S.set_dataloader(self, split, data)
+        """Use ``data`` for the ``'train'`` / ``'val'`` / ``'test'`` dataloader from now on: a DataLoader, a
+        dataloader config, or a dataset / dataset config that replaces the ``dataset`` of the current dataloader
+        config (see ``kiln.runner.session.dataloader_source``). The loop of that split is rebuilt on next use,
+        with the runner's seed.
 
-    def new_session(self, name: str | None = None) -> None:
-        """Close the log file and visualizer backends and open new ones in ``work_dir/<new timestamp>``
-        (fresh message hub, ``experiment_name = name``). See ``kiln.runner.session.new_session``."""
-        S.new_session(self, name)
+        Raises:
+            ValueError: unknown ``split``. TypeError: ``data`` of another kind.
+        """
+        if split not in S.SPLITS:
+            raise ValueError(f"set_dataloader: split must be one of {S.SPLITS}, got {split!r}")
+        old = dict(train=self._train_dataloader_src, val=self._val_dataloader_src,
+                   test=self._test_dataloader_src)[split]
+        new = S.dataloader_source(old, split, data)
+        if split == 'train':
+            self._train_dataloader_src, self._train_loop = new, None
+        elif split == 'val':
+            self._val_dataloader_src, self._val_loop = new, None
+        else:
+            self._test_dataloader_src, self._test_loop = new, None
 
-    # -------------------------------------------------------------------------- builders (MMEngine API)
+    def new_session(self, name: str | None = None, log_dir: str | os.PathLike | None = None) -> None:
+        """Close the current logging / visualization session and open a fresh one.
+
+        The text log file and the visualizer backends are closed; a new timestamp is taken; the new log goes to
+        ``log_dir`` (default ``work_dir/<new timestamp>``) as ``<timestamp>.log``, the backends write to
+        ``<log_dir>/vis_data`` (new backend runs, given the config); the message hub starts empty;
+        ``experiment_name`` becomes ``name`` (default the new timestamp). Model, data and hooks are untouched.
+        """
+        meta = self.visualizer.dataset_meta
+        self.visualizer.close()
+        close_logger(self._logger)
+        self._timestamp = stamp = S.session_stamp(make_timestamp(), self._timestamp, self._work_dir,
+                                                  log_dir is not None)
+        self._log_dir = osp.abspath(os.fspath(log_dir)) if log_dir is not None else osp.join(self._work_dir, stamp)
+        self._experiment_name = name or stamp
+        self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{stamp}.log'),
+                                  log_level=self._log_level)
+        self.message_hub = MessageHub(name=self._experiment_name)
+        self.visualizer = B.build_visualizer(S.visualizer_source(self._visualizer_cfg), self._experiment_name,
+                                             osp.join(self._log_dir, 'vis_data'))
+        self.visualizer.dataset_meta = meta
+        if len(self.cfg) and is_main_process():
+            self.visualizer.add_config(self.cfg)  # each backend run carries the config, as at start-up
+        for loop in (self._val_loop, self._test_loop):  # evaluators log through the runner's logger
+            if getattr(loop, 'evaluator', None) is not None:
+                loop.evaluator.logger = self._logger
+        self.logger.info(f'new session {self._experiment_name}: log dir {self._log_dir}')
+
+    # ------------------------------------------------------------------- builders (MMEngine API, overridable)
     @staticmethod
     def build_dataloader(dataloader: Any, seed: int | None = None, diff_rank_seed: bool = False,
                          name: str = 'dataloader') -> Any:
-        """See ``kiln.runner.builders.build_dataloader``."""
-        return B.build_dataloader(dataloader, seed, diff_rank_seed, name)
+        """See ``kiln.dataset.build_dataloader`` (the loops call this through the runner)."""
+        return build_dataloader(dataloader, seed, diff_rank_seed, name)
 
     def build_model(self, model: Any) -> nn.Module:
         """Build a model from a config (``data_preprocessor`` default applied) or return the module."""
@@ -471,13 +630,17 @@ class Runner:
         return B.build_evaluator(evaluator)
 
     def build_optim_wrapper(self, optim_wrapper: Any) -> Any:
-        """Build an optimizer wrapper for ``self.model``."""
+        """Build an optimizer wrapper for ``self.model`` from a config (a built one is returned unchanged).
+        ``train()`` and ``reset_model()`` call it: override it to build the optimizer your way."""
         return B.build_optim_wrapper(self.model, optim_wrapper)
 
     def build_param_scheduler(self, scheduler: Any) -> Any:
-        """Build schedulers for ``self.optim_wrapper`` (which must be built)."""
+        """Build the parameter schedulers for ``self.optim_wrapper`` (which must be built) from a config, a list
+        of configs / schedulers, or a dict of lists per optimizer; epoch-based ones with
+        ``convert_to_iter_based`` use ``len(train_dataloader)``. The one place schedulers are built (``train()``
+        and ``reset_model()`` call it): override it to build them your way."""
         loop = self.train_loop
-        return B.build_param_schedulers(scheduler, self.optim_wrapper, _len(loop.dataloader), loop.max_epochs,
+        return B.build_param_schedulers(scheduler, self._optim_wrapper, _len(loop.dataloader), loop.max_epochs,
                                         loop.max_iters)
 
     def close(self) -> None:

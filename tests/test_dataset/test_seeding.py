@@ -1,13 +1,19 @@
-"""Per-sample seeding: augmentation depends on (seed, epoch, index) only, not on workers or order."""
+"""Per-sample seeding at fetch time: a sample's randomness depends on (seed, epoch, index) only, not on the
+workers, their order, a restart, or whether the dataset is a kiln BaseDataset or a plain torch Dataset."""
 import pickle
 import random
 
 import numpy as np
+import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from kiln.dataset import (BaseDataset, ConcatDataset, DefaultSampler, InfiniteSampler, RepeatDataset, SampleIndex,
-                          pseudo_collate, sample_seed)
+                          SeededDataLoader, build_dataloader, get_sampler, sample_rng, sample_seed)
+
+
+def _draw(i):
+    return (int(i), type(i).__name__, random.random(), float(np.random.rand()), float(torch.rand(())))
 
 
 class Noisy(BaseDataset):
@@ -17,12 +23,40 @@ class Noisy(BaseDataset):
         return [dict(i=i) for i in range(10)]
 
     def prepare_data(self, idx):
-        return (idx, random.random(), float(np.random.rand()), float(torch.rand(())))
+        return _draw(idx)
+
+
+class PlainNoisy(Dataset):
+    """The same, as a plain torch Dataset (not a kiln BaseDataset)."""
+
+    def __len__(self):
+        return 10
+
+    def __getitem__(self, i):
+        return _draw(i)
+
+
+def _as_list(batch):
+    return list(batch)
+
+
+def _loader(ds, workers, persistent=False, sampler=None):
+    return build_dataloader(dict(dataset=ds, sampler=sampler or dict(type='DefaultSampler', shuffle=True),
+                                 batch_size=3, num_workers=workers, persistent_workers=persistent,
+                                 collate_fn=_as_list), seed=5)
 
 
 def _epoch(loader, epoch):
-    loader.sampler.set_epoch(epoch)
+    get_sampler(loader).set_epoch(epoch)
     return sorted(x for batch in loader for x in batch)
+
+
+def _global_state():
+    return torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+
+
+def _same_state(a, b):
+    return torch.equal(a[0], b[0]) and (a[1] == b[1]).all() and a[2] == b[2]
 
 
 def test_sample_index_is_an_int_that_survives_pickling():
@@ -30,27 +64,37 @@ def test_sample_index_is_an_int_that_survives_pickling():
     j = pickle.loads(pickle.dumps(i))
     assert j == 3 and (j.seed, j.epoch) == (7, 2) and [10, 11, 12, 13][j] == 13 and repr(j) == '3'
     assert sample_seed(7, 2, 3) == sample_seed(7, 2, 3) != sample_seed(7, 3, 3) != sample_seed(7, 2, 4)
+    seeds = {sample_seed(0, e, i) for e in range(20) for i in range(500)}
+    assert len(seeds) == 10_000 and all(0 <= s < 2**32 for s in seeds)
+    with pytest.raises(ValueError, match='must be >= 0'):
+        sample_seed(-1, 0, 0)
 
 
-def test_same_samples_whatever_the_workers_and_the_global_rng_is_untouched():
-    ds = Noisy()
-    state = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
-    runs = []
-    for workers in (0, 2):
-        loader = DataLoader(ds, batch_size=3, sampler=DefaultSampler(ds, seed=5), num_workers=workers,
-                            collate_fn=pseudo_collate, generator=torch.Generator())  # as build_dataloader
-        runs.append([_epoch(loader, 0), _epoch(loader, 1)])
-    assert runs[0] == runs[1]
-    assert runs[0][0] != runs[0][1]  # a new epoch draws new augmentations
-    assert torch.equal(state[0], torch.get_rng_state()) and (state[1] == np.random.get_state()[1]).all()
-    assert state[2] == random.getstate()
-    # resuming mid-epoch (sampler position) gives the same samples as the uninterrupted epoch
-    sampler = DefaultSampler(ds, seed=5)
-    sampler.set_epoch(1)
-    first = [ds[i] for i in sampler]
-    sampler.load_state_dict(dict(epoch=1, seed=5, position=4))
-    assert [ds[i] for i in sampler] == first[4:]
-    assert ds[3] != ds[3]  # a plain int index: the global RNG is used as it is
+@pytest.mark.parametrize('dataset_cls', [Noisy, PlainNoisy])
+def test_same_samples_whatever_the_workers_and_the_global_rng_is_untouched(dataset_cls):
+    ds = dataset_cls()
+    state = _global_state()
+    runs = {}
+    for workers, persistent in ((0, False), (2, False), (2, True)):
+        loader = _loader(ds, workers, persistent)
+        assert isinstance(loader, SeededDataLoader) and loader.dataset is ds
+        runs[workers, persistent] = [_epoch(loader, 0), _epoch(loader, 1)]
+    first = runs[0, False]
+    assert runs[2, False] == first and runs[2, True] == first
+    assert first[0] != first[1]  # a new epoch draws new augmentations
+    assert {x[1] for x in first[0]} == {'int'}  # the dataset gets plain ints
+    assert _same_state(state, _global_state())  # loading in the main process leaves the model's RNG alone
+
+
+@pytest.mark.parametrize('dataset_cls', [Noisy, PlainNoisy])
+def test_resuming_mid_epoch_skips_indices_and_gives_the_same_samples(dataset_cls):
+    ds = dataset_cls()
+    loader = _loader(ds, 0)
+    get_sampler(loader).set_epoch(1)
+    full = [x for batch in loader for x in batch]
+    resumed = _loader(ds, 2)
+    resumed.sampler.load_state_dict(dict(epoch=1, seed=5, position=6))  # two batches of 3 done
+    assert [x for batch in resumed for x in batch] == full[6:]
 
 
 def test_infinite_sampler_and_wrappers():
@@ -58,9 +102,36 @@ def test_infinite_sampler_and_wrappers():
     stream = iter(InfiniteSampler(ds, seed=1))
     idx = [next(stream) for _ in range(20)]
     assert [i.epoch for i in idx] == [0] * 10 + [1] * 10 and sorted(map(int, idx[:10])) == list(range(10))
-    rep = RepeatDataset(ds, times=2)
-    a, b = rep[SampleIndex(3, 0, 0)], rep[SampleIndex(13, 0, 0)]
-    assert a[0] == b[0] == 3 and a[1:] != b[1:]  # each repetition gets its own seed
-    assert rep[SampleIndex(13, 0, 0)] == b
-    cat = ConcatDataset([ds, Noisy()])
-    assert cat[SampleIndex(12, 4, 1)] == cat[SampleIndex(12, 4, 1)] and cat[SampleIndex(12, 4, 1)][0] == 2
+    loader = _loader(RepeatDataset(ds, times=2), 2, sampler=dict(type='DefaultSampler', shuffle=False))
+    out = [x for batch in loader for x in batch]
+    assert [x[0] for x in out] == list(range(10)) * 2
+    assert all(a[2:] != b[2:] for a, b in zip(out[:10], out[10:]))  # each repetition gets its own seed
+    cat = ConcatDataset([ds, PlainNoisy()])
+    loader = _loader(cat, 0, sampler=dict(type='InfiniteSampler', shuffle=True))
+    a, b = next(iter(loader)), next(iter(_loader(cat, 2, sampler=dict(type='InfiniteSampler', shuffle=True))))
+    assert a == b
+
+
+def test_other_samplers_and_hand_indexing_use_the_global_rng():
+    ds = PlainNoisy()
+    assert ds[3] != ds[3]  # a plain int index: the global RNG is used as it is
+    loader = build_dataloader(dict(dataset=ds, sampler=torch.utils.data.SequentialSampler(ds), batch_size=2,
+                                   collate_fn=_as_list), seed=0)
+    torch.manual_seed(0)
+    a = next(iter(loader))[0][4]
+    torch.manual_seed(0)
+    assert next(iter(loader))[0][4] == a  # drawn from the global torch generator, not from a per-sample seed
+    torch.manual_seed(1)
+    assert next(iter(loader))[0][4] != a
+    with sample_rng(SampleIndex(3, 1, 0)):  # the context manager seeds by hand and restores on exit
+        x = ds[3]
+    with sample_rng(SampleIndex(3, 1, 0)):
+        assert ds[3] == x
+
+
+def test_a_hand_built_torch_dataloader_is_not_seeded_per_sample():
+    ds = PlainNoisy()
+    loader = DataLoader(ds, batch_size=3, sampler=DefaultSampler(ds, seed=5), collate_fn=_as_list)
+    torch.manual_seed(1)
+    a = _epoch(loader, 0)
+    assert a != _epoch(loader, 0)  # only kiln's loader seeds each sample; the docs say so

@@ -102,3 +102,28 @@ def test_bad_init_cfgs():
         initialize(Net(), dict(type='Constant', val=1, override=dict(name='nope')))
     with pytest.warns(UserWarning, match='initialises nothing'):
         initialize(nn.Linear(2, 2), dict(type='Constant', val=1))
+
+
+def test_abstract_methods_are_enforced():
+    from abc import abstractmethod
+
+    from kiln.model import BaseModel
+
+    class NoForward(BaseModel):
+        pass
+
+    with pytest.raises(TypeError, match='abstract.*forward'):
+        NoForward()
+
+    class Head(BaseModule):
+        @abstractmethod
+        def loss(self):
+            ...
+
+    class Concrete(Head):
+        def loss(self):
+            return 0
+
+    with pytest.raises(TypeError, match='loss'):
+        Head()
+    assert Concrete().loss() == 0 and isinstance(Concrete(), torch.nn.Module)

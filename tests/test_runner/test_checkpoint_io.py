@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from kiln.runner.checkpoint import (CheckpointError, _load_checkpoint, find_latest_checkpoint, get_state_dict,
-                                    load_checkpoint, save_checkpoint, weights_to_cpu, write_last_checkpoint)
+from kiln.checkpoint import (CheckpointError, find_latest_checkpoint, get_state_dict, load_checkpoint,
+                             save_checkpoint, weights_to_cpu, write_last_checkpoint)
+from kiln.checkpoint import read_checkpoint as _load_checkpoint
 from kiln.runner import Runner
 from test_runner.toy import runner_kwargs
 

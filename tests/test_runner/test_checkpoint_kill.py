@@ -7,7 +7,7 @@ import signal
 
 import torch
 
-from kiln.runner.checkpoint import find_latest_checkpoint, save_checkpoint, write_last_checkpoint
+from kiln.checkpoint import find_latest_checkpoint, save_checkpoint, write_last_checkpoint
 
 N = 1_000_000  # 4 MB of weights: a save takes a few milliseconds, so kills often land inside one
 

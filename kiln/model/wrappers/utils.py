@@ -10,17 +10,35 @@ __all__ = ['is_model_wrapper', 'unwrap_model', 'needs_all_ranks_to_save', 'wrap_
 
 
 def is_model_wrapper(model: nn.Module) -> bool:
-    """True for ``torch.nn.DataParallel`` / ``DistributedDataParallel`` (incl. kiln's) and kiln's FSDP wrapper."""
+    """True for ``torch.nn.DataParallel`` / ``DistributedDataParallel`` (incl. kiln's), kiln's FSDP wrapper and
+    any class that declares ``is_model_wrapper = True`` (all keep the wrapped model in ``.module``)."""
     from .fully_sharded import FullyShardedDataParallel
-    return isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, FullyShardedDataParallel))
+    return isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel, FullyShardedDataParallel)) or (
+        getattr(type(model), 'is_model_wrapper', False) is True)
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The model inside kiln's / torch's wrappers (``.module``), or ``model`` itself. For FSDP this is the
-    sharded model (its parameters are DTensor shards)."""
-    while is_model_wrapper(model):
-        model = model.module
-    return model
+def unwrap_model(model: nn.Module, keep_sharded: bool = False) -> nn.Module:
+    """The model inside every outer wrapper: DataParallel / DistributedDataParallel (torch's and kiln's), kiln's
+    FSDP wrapper (``.module``; for FSDP this is the sharded model, its parameters are DTensor shards) and
+    ``torch.compile``'s ``OptimizedModule`` (``._orig_mod``), in any nesting; ``model`` itself when unwrapped.
+    The one unwrapping helper of kiln: checkpoints, optimizer building and weight initialisation all use it.
+
+    Args:
+        model: the (possibly wrapped) model.
+        keep_sharded: stop at kiln's FSDP wrapper, whose ``state_dict()`` / ``load_state_dict()`` gather /
+            scatter the full state (checkpoint I/O uses this).
+    """
+    from .fully_sharded import FullyShardedDataParallel
+    while True:
+        if keep_sharded and isinstance(model, FullyShardedDataParallel):
+            return model
+        if is_model_wrapper(model) and isinstance(getattr(model, 'module', None), nn.Module):
+            model = model.module
+        elif type(model).__name__ == 'OptimizedModule' and isinstance(getattr(model, '_orig_mod', None),
+                                                                       nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def needs_all_ranks_to_save(model: nn.Module) -> bool:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-import kiln.runner.checkpoint as ckpt_mod
-from kiln.runner.checkpoint import (CheckpointError, _load_checkpoint, find_latest_checkpoint, get_state_dict,
-                                    load_checkpoint, load_state_dict, save_checkpoint, weights_to_cpu,
-                                    write_last_checkpoint)
+import kiln.checkpoint.io as ckpt_mod
+from kiln.checkpoint import (CheckpointError, find_latest_checkpoint, get_state_dict, load_checkpoint,
+                             load_state_dict, save_checkpoint, weights_to_cpu, write_last_checkpoint)
+from kiln.checkpoint import read_checkpoint as _load_checkpoint
 
 
 class Net(nn.Module):
