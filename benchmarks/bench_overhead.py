@@ -4,19 +4,25 @@ Usage: ``.venv/bin/python benchmarks/bench_overhead.py [--rounds R] [--epochs E]
 
 Task (issue 10, part 2): a tiny MLP (64 -> 128 -> 10) on scikit-learn's digits (1797 8x8 images, bundled with
 scikit-learn, nothing is downloaded; ``.venv/bin/python -m pip install scikit-learn``), batch 32, 1 thread, SGD.
-Both sides iterate the same ``DataLoader`` (kiln's ``DefaultSampler`` with a seed, ``default_collate``,
-``num_workers=0``), and format a log line with the loss and the learning rate every 10 iterations:
+Both sides iterate the same kind of ``torch.utils.data.DataLoader`` (``shuffle=True`` with a seeded generator,
+``default_collate``, ``num_workers=0``), and format a log line with the loss and the learning rate every 10
+iterations:
 
 - plain: ``for batch in loader``: move to device, forward, cross entropy, ``zero_grad``, ``backward``,
   ``step``; every 10 iterations ``loss.item()`` into a log line (logger below its level, as kiln's is).
-- kiln: ``Runner.train()`` with the default hooks (runtime info, timer, sampler seed, logger with
-  ``interval=10``, param scheduler, checkpoint) and the default visualizer (``vis_data/scalars.json``);
-  the CheckpointHook is told not to write files (``interval=-1, save_last=False``) because the plain loop
-  saves nothing. The model and the train loop are built before the clock starts; ``train()`` is timed whole
-  (optimizer wrapper, hooks' ``before_run``... included).
+- kiln: ``Runner.train()`` given that DataLoader, with the default hooks (runtime info, timer, sampler seed,
+  logger with ``interval=10``, param scheduler, checkpoint) and the default visualizer
+  (``vis_data/scalars.json``); the CheckpointHook is told not to write files (``interval=-1,
+  save_last=False``) because the plain loop saves nothing. The model and the train loop are built before the
+  clock starts; ``train()`` is timed whole (optimizer wrapper, hooks' ``before_run``... included).
+- kiln (config loader), for information: the same Runner given a dataloader *config*
+  (``DefaultSampler(shuffle=True)``), i.e. kiln's data layer as well (its sampler and, when present, its
+  per-sample seeding). This ratio measures the data layer too, not only the engine.
 
-The two run alternately in one process for R rounds; each prints ms per iteration, the script prints the
-medians and their ratio. ``--profile`` instead runs kiln under cProfile and prints the top functions.
+Times are the process CPU time (``time.process_time``; ``--wall`` for wall-clock time): both sides are single
+threaded, and on a shared machine CPU time is much less disturbed by other jobs. They run alternately in one
+process for R rounds; each prints ms per iteration, the script prints the
+medians and the ratios to the plain loop. ``--profile`` instead runs kiln under cProfile.
 """
 from __future__ import annotations
 
@@ -31,12 +37,15 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from kiln.model import BaseModel
 from kiln.runner import Runner
 
 BATCH, LOG_INTERVAL, LR = 32, 10, 0.05
+# CPU time of this process: on a shared machine other jobs inflate wall time (and its noise) far more. Both sides
+# are single-threaded (torch.set_num_threads(1), num_workers=0), so CPU time is the time spent on the work.
+_clock = time.process_time
 
 
 class Digits(Dataset):
@@ -78,16 +87,20 @@ def loader_cfg(dataset: Dataset) -> dict:
                 num_workers=0, collate_fn=dict(type='default_collate'))
 
 
+def plain_loader(dataset: Dataset) -> DataLoader:
+    return DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=0, collate_fn=default_collate,
+                      generator=torch.Generator().manual_seed(0))
+
+
 def run_plain(dataset: Dataset, epochs: int) -> tuple[float, int]:
-    loader = Runner.build_dataloader(loader_cfg(dataset), seed=0)
+    loader = plain_loader(dataset)
     model = make_mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
     logger = logging.Logger('plain', level=logging.WARNING)
     device = torch.device('cpu')
     n = 0
-    start = time.perf_counter()
+    start = _clock()
     for epoch in range(epochs):
-        loader.sampler.set_epoch(epoch)
         for i, batch in enumerate(loader):
             x, y = batch['inputs'].to(device), batch['data_samples'].to(device)
             loss = F.cross_entropy(model(x), y)
@@ -98,11 +111,12 @@ def run_plain(dataset: Dataset, epochs: int) -> tuple[float, int]:
             if (i + 1) % LOG_INTERVAL == 0:
                 logger.info(f"Epoch(train) [{epoch + 1}][{i + 1}/{len(loader)}]  "
                             f"lr: {optimizer.param_groups[0]['lr']:.4e}  loss: {loss.item():.4f}")
-    return time.perf_counter() - start, n
+    return _clock() - start, n
 
 
-def build_kiln(dataset: Dataset, epochs: int, work_dir: str) -> Runner:
-    runner = Runner(model=MLP(), work_dir=work_dir, train_dataloader=loader_cfg(dataset),
+def build_kiln(dataset: Dataset, epochs: int, work_dir: str, config_loader: bool = False) -> Runner:
+    loader = loader_cfg(dataset) if config_loader else plain_loader(dataset)
+    runner = Runner(model=MLP(), work_dir=work_dir, train_dataloader=loader,
                     train_cfg=dict(by_epoch=True, max_epochs=epochs),
                     optim_wrapper=dict(optimizer=dict(type='SGD', lr=LR)),
                     default_hooks=dict(logger=dict(type='LoggerHook', interval=LOG_INTERVAL),
@@ -113,12 +127,12 @@ def build_kiln(dataset: Dataset, epochs: int, work_dir: str) -> Runner:
     return runner
 
 
-def run_kiln(dataset: Dataset, epochs: int) -> tuple[float, int]:
+def run_kiln(dataset: Dataset, epochs: int, config_loader: bool = False) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as work_dir:
-        runner = build_kiln(dataset, epochs, work_dir)
-        start = time.perf_counter()
+        runner = build_kiln(dataset, epochs, work_dir, config_loader)
+        start = _clock()
         runner.train()
-        elapsed = time.perf_counter() - start
+        elapsed = _clock() - start
         n = runner.iter
         runner.close()
     return elapsed, n
@@ -129,30 +143,37 @@ def main() -> None:
     parser.add_argument('--rounds', type=int, default=7)
     parser.add_argument('--epochs', type=int, default=4)
     parser.add_argument('--profile', action='store_true', help='profile the kiln side with cProfile')
+    parser.add_argument('--config-loader', action='store_true', help='--profile with the config-built loader')
+    parser.add_argument('--wall', action='store_true', help='wall-clock time instead of process CPU time')
     args = parser.parse_args()
+    if args.wall:
+        global _clock
+        _clock = time.perf_counter
     torch.set_num_threads(1)
     dataset = Digits()
     if args.profile:
         run_kiln(dataset, 1)  # warm-up: first-use imports
         with tempfile.TemporaryDirectory() as work_dir:
-            runner = build_kiln(dataset, args.epochs, work_dir)
+            runner = build_kiln(dataset, args.epochs, work_dir, args.config_loader)
             profiler = cProfile.Profile()
             profiler.runcall(runner.train)
             runner.close()
         pstats.Stats(profiler).sort_stats('tottime').print_stats(40)
         return
-    run_plain(dataset, 1), run_kiln(dataset, 1)  # warm-up
-    plain, kiln = [], []
+    run_plain(dataset, 1), run_kiln(dataset, 1), run_kiln(dataset, 1, True)  # warm-up
+    plain, kiln, kiln_cfg = [], [], []
+    sides = (('plain', run_plain, plain), ('kiln', run_kiln, kiln),
+             ('kiln_cfg', lambda d, e: run_kiln(d, e, True), kiln_cfg))
     for r in range(args.rounds):
-        for name, fn, out in (('plain', run_plain, plain), ('kiln', run_kiln, kiln)):
+        for _, fn, out in sides:
             elapsed, n = fn(dataset, args.epochs)
             out.append(elapsed / n * 1e3)
-        print(f'round {r + 1}: plain {plain[-1]:.3f} ms/iter  kiln {kiln[-1]:.3f} ms/iter  '
-              f'ratio {kiln[-1] / plain[-1]:.3f}')
-    p, k = statistics.median(plain), statistics.median(kiln)
+        print(f'round {r + 1}: plain {plain[-1]:.3f}  kiln {kiln[-1]:.3f} (ratio {kiln[-1] / plain[-1]:.3f})  '
+              f'kiln+config loader {kiln_cfg[-1]:.3f} ms/iter')
+    p, k, kc = statistics.median(plain), statistics.median(kiln), statistics.median(kiln_cfg)
     print(f'digits MLP, batch {BATCH}, {torch.get_num_threads()} thread, {n} iterations per run, '
-          f'{args.rounds} rounds: plain PyTorch {p:.3f} ms/iter, kiln Runner {k:.3f} ms/iter (medians), '
-          f'ratio {k / p:.2f}')
+          f'{args.rounds} rounds (medians): plain PyTorch {p:.3f} ms/iter, kiln Runner {k:.3f} ms/iter, '
+          f'ratio {k / p:.2f}; kiln Runner with a config-built dataloader {kc:.3f} ms/iter, ratio {kc / p:.2f}')
 
 
 if __name__ == '__main__':

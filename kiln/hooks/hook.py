@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sized
 if TYPE_CHECKING:  # pragma: no cover
     from kiln.runner import Runner
 
-__all__ = ['Hook']
+__all__ = ['Hook', 'overrides', 'stage_methods']
 
 DATA_BATCH = Any  # whatever the dataloader yields (dict / tuple / list)
 
@@ -191,3 +191,27 @@ class Hook:
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(priority={self.priority!r})'
+
+
+def overrides(hook: Any, stage: str) -> bool:
+    """Whether calling ``hook.<stage>`` can do anything: True when the hook's class overrides that mount point
+    or the generic method it forwards to (``_before_iter`` for ``before_train_iter``...), or when the hook is
+    not a ``Hook`` but has such a method (duck-typed hooks), or sets it on the instance."""
+    if stage in getattr(hook, '__dict__', ()):
+        return True
+    if not isinstance(hook, Hook):
+        return callable(getattr(hook, stage, None))
+    cls = type(hook)
+    if getattr(cls, stage, None) is not getattr(Hook, stage, None):
+        return True
+    generic = _GENERIC_OF.get(stage)
+    return generic is not None and getattr(cls, generic) is not getattr(Hook, generic)
+
+
+def stage_methods(hooks: Any, stage: str) -> list:
+    """The bound ``<stage>`` methods of the ``hooks`` that override it (see :func:`overrides`), in order: call
+    these instead of every hook's method, so hooks with nothing to do at a mount point cost nothing there."""
+    return [getattr(hook, stage) for hook in hooks if overrides(hook, stage)]
+
+
+_GENERIC_OF = {stage: generic for generic, stages in _GENERIC.items() for stage in stages}

@@ -32,15 +32,35 @@ class IterTimerHook(Hook):
         self._start_iter = 0
         self._train_time = 0.0
         self._eval_time = 0.0
+        self._max_iters = 0
+        self._eval_len = 0
 
     def before_train(self, runner: Runner) -> None:
         self._start_iter = runner.iter
         self._train_time = 0.0
+        self._max_iters = runner.max_iters
 
     def _before_epoch(self, runner: Runner, mode: str = 'train') -> None:
         self._t = time.perf_counter()
         if mode != 'train':
             self._eval_time = 0.0
+            self._eval_len = len(runner.val_dataloader if mode == 'val' else runner.test_dataloader)
+
+    # the train iterations are the hot path: direct methods, no generic forwarding, nothing looked up twice
+    def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
+        runner.message_hub.update_scalar('train/data_time', time.perf_counter() - self._t)
+
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        now = time.perf_counter()
+        iter_time = now - self._t
+        self._t = now
+        hub = runner.message_hub
+        hub.update_scalar('train/time', iter_time)
+        self._train_time += iter_time
+        done = runner.iter
+        hub.update_info('eta', self._train_time / max(done - self._start_iter + 1, 1)
+                        * max(self._max_iters - done - 1, 0))
 
     def _before_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, mode: str = 'train') -> None:
         runner.message_hub.update_scalar(f'{mode}/data_time', time.perf_counter() - self._t)
@@ -52,14 +72,6 @@ class IterTimerHook(Hook):
         self._t = now
         hub = runner.message_hub
         hub.update_scalar(f'{mode}/time', iter_time)
-        if mode == 'train':
-            self._train_time += iter_time
-            done = runner.iter - self._start_iter + 1
-            left = runner.max_iters - runner.iter - 1
-        else:
-            self._eval_time += iter_time
-            done = batch_idx + 1
-            dataloader = runner.val_dataloader if mode == 'val' else runner.test_dataloader
-            left = len(dataloader) - batch_idx - 1
-        total = self._train_time if mode == 'train' else self._eval_time
-        hub.update_info('eta', total / max(done, 1) * max(left, 0))
+        self._eval_time += iter_time
+        left = self._eval_len - batch_idx - 1
+        hub.update_info('eta', self._eval_time / (batch_idx + 1) * max(left, 0))

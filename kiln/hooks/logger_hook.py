@@ -61,14 +61,12 @@ class LoggerHook(Hook):
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
-        loop = runner.train_loop
-        dataloader = loop.dataloader
-        # batch_idx counts within the epoch for epoch-based loops, over the whole run for iteration-based ones
-        is_last = getattr(loop, 'by_epoch', True) and _has_len(dataloader) and self.end_of_epoch(dataloader,
-                                                                                                 batch_idx)
-        if not (self.every_n_inner_iters(batch_idx, self.interval)
-                or (is_last and (not self.ignore_last or len(dataloader) <= self.interval))):
-            return
+        if (batch_idx + 1) % self.interval:  # not a logging iteration, unless it ends the epoch
+            loop = runner.train_loop
+            # batch_idx counts within the epoch for epoch-based loops, over the whole run for iteration-based
+            n = _len(loop.dataloader) if getattr(loop, 'by_epoch', True) else None
+            if n is None or batch_idx + 1 != n or (self.ignore_last and n > self.interval):
+                return
         tag, line = runner.log_processor.get_log_after_iter(runner, batch_idx, 'train')
         runner.logger.info(line)
         runner.visualizer.add_scalars(tag, step=runner.iter + 1)
@@ -122,9 +120,8 @@ class LoggerHook(Hook):
         runner.logger.info(f'The logs were copied to {target}')
 
 
-def _has_len(obj: Any) -> bool:
+def _len(obj: Any) -> int | None:
     try:
-        len(obj)
+        return len(obj)
     except TypeError:
-        return False
-    return True
+        return None

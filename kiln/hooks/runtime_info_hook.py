@@ -17,7 +17,7 @@ __all__ = ['RuntimeInfoHook']
 
 def _is_scalar(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
-        return value.numel() == 1
+        return value.dim() == 0 or value.numel() == 1
     if isinstance(value, bool):
         return False
     if isinstance(value, (int, float)):
@@ -78,8 +78,8 @@ class RuntimeInfoHook(Hook):
                          outputs: dict | None = None) -> None:
         hub = runner.message_hub
         for key, value in (outputs or {}).items():
-            if _is_scalar(value):
-                hub.update_scalar(f'train/{key}', value.detach() if isinstance(value, torch.Tensor) else value)
+            if _is_scalar(value):  # tensors are detached by the HistoryBuffer when they need it
+                hub.update_scalar(f'train/{key}', value)
         grad_norm = getattr(runner.optim_wrapper, 'last_grad_norm', None)
         if isinstance(grad_norm, dict):  # OptimWrapperDict: one norm per optimizer
             for name, value in grad_norm.items():

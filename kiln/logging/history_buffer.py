@@ -62,31 +62,44 @@ class HistoryBuffer:
         Raises:
             TypeError: ``value`` is not a number or one-element tensor.
         """
+        cls = type(value)
+        if cls is float or cls is int:  # fast path: the per-iteration timings and learning rates
+            self._values.append(float(value))
+            self._counts.append(1 if count == 1 and type(count) is int else _as_count(count))
+            self._trim()
+            return
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise TypeError('HistoryBuffer.update: a tensor value must have exactly one '
                                 f'element, got shape {tuple(value.shape)}')
+            if value.dim():
+                value = value.reshape(())
+            if value.requires_grad:
+                value = value.detach()
             self._pending.append(len(self._values))
-            self._values.append(value.detach().reshape(()))
+            self._values.append(value)
         elif isinstance(value, numbers.Number) and not isinstance(value, complex):
             self._values.append(float(value))  # type: ignore[arg-type]
         else:
             raise TypeError('HistoryBuffer.update: value must be a number or a one-element '
                             f'tensor, got {type(value).__name__}')
-        self._counts.append(_as_count(count))
+        self._counts.append(1 if count == 1 and type(count) is int else _as_count(count))
         self._trim()
 
     def _trim(self, force: bool = False) -> None:
         # Amortised: let the lists grow to 2 * max_length before dropping the oldest half.
         n = len(self._values)
-        if n > self.max_length and (force or n >= 2 * self.max_length):
+        if n <= self.max_length:
+            return
+        if force or n >= 2 * self.max_length:
             drop = n - self.max_length
             del self._values[:drop]
             del self._counts[:drop]
             self._pending = [i - drop for i in self._pending if i >= drop]
 
     def _materialize(self) -> None:
-        materialize([self])
+        if self._pending:
+            materialize([self])
 
     # ------------------------------------------------------------------ views
     def _window(self, window_size: int | None) -> tuple[list[float], list[float]]:

@@ -1,7 +1,6 @@
 """LogProcessor: turns the message hub's scalars into log lines and visualizer tags."""
 from __future__ import annotations
 
-import copy
 import datetime
 import re
 from typing import Any
@@ -73,6 +72,7 @@ class LogProcessor:
         self.num_digits = num_digits
         self.log_with_hierarchy = log_with_hierarchy
         self.mean_pattern = re.compile(mean_pattern)
+        self._cuda: bool | None = None
         self._check_custom_cfg()
 
     def _check_custom_cfg(self) -> None:
@@ -126,7 +126,10 @@ class LogProcessor:
             log_str += (f"time: {log_tag.pop('time'):.{self.num_digits}f}  "
                         f"data_time: {log_tag.pop('data_time'):.{self.num_digits}f}  ")
 
-        memory = _max_cuda_memory_mb()
+        if self._cuda is None:  # asked once: torch.cuda.is_available() is slow to call every log line
+            import torch
+            self._cuda = torch.cuda.is_available()
+        memory = _max_cuda_memory_mb() if self._cuda else None
         if memory is not None:
             log_str += f'memory: {memory}  '
             tag['memory'] = memory
@@ -193,7 +196,7 @@ class LogProcessor:
         else:
             log_str = f'Epoch(test) [{n}/{n}]  '
 
-        cfgs = copy.deepcopy(self.custom_cfg)
+        cfgs = [dict(c) for c in self.custom_cfg]
         srcs = {_strip(c['data_src'], mode) for c in cfgs}
         for key in ('time', 'data_time'):
             if key not in srcs:
@@ -226,7 +229,7 @@ class LogProcessor:
         return f'{value:.{self.num_digits}f}' if isinstance(value, float) else str(value)
 
     def _resolve_windows(self, runner: Any, batch_idx: int, cfgs: list[dict]) -> list[dict]:
-        out = copy.deepcopy(cfgs)
+        out = [dict(c) for c in cfgs]  # flat dicts: a shallow copy each is enough (deepcopy was 1/4 of the call)
         for cfg in out:
             ws = cfg.get('window_size')
             if ws == 'epoch':

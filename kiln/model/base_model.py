@@ -99,8 +99,8 @@ class BaseModel(BaseModule):
         """
         terms: dict[str, torch.Tensor] = {}
         for name, value in losses.items():
-            if isinstance(value, torch.Tensor):
-                terms[name] = value.mean()
+            if isinstance(value, torch.Tensor):  # a 0-dim loss is its own mean: no extra autograd node
+                terms[name] = value if value.dim() == 0 else value.mean()
             elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
                 terms[name] = sum(v.mean() for v in value)
             else:

@@ -31,7 +31,7 @@ class BaseDataPreprocessor(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self._device_probe.device
+        return self._buffers['_device_probe'].device  # not through nn.Module.__getattr__ (4x slower)
 
     def cast_data(self, data: Any) -> Any:
         """Return ``data`` with every tensor / data element moved to ``self.device`` (containers rebuilt)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from kiln.hooks.hook import stage_methods
 from kiln.hooks.sampler_seed_hook import get_sampler
 from kiln.registry import LOOPS
 
@@ -78,6 +79,7 @@ class _TrainLoop(BaseLoop):
         self.check_finite = self._finite_interval > 0
         self.pending_validation = False
         self._outputs: Any = None
+        self._iter_hooks: tuple[list, list] | None = None
         self.val_begin = val_begin
         self.val_interval = val_interval
         self._milestones = [0] + [int(m) for m, _ in (dynamic_intervals or [])]
@@ -146,14 +148,36 @@ class _TrainLoop(BaseLoop):
         return (self.runner.val_loop is not None and done >= self.val_begin
                 and (done % self._interval_at(done) == 0 or done == last))
 
+    def _refresh_iter_hooks(self) -> None:
+        """Look up, once per epoch (per run for iteration-based loops), which hooks override
+        ``before_train_iter`` / ``after_train_iter``, so the iterations call only those (a hook registered
+        mid-epoch takes part from the next epoch). A Runner subclass with its own ``call_hook`` is always
+        called through it."""
+        from .runner import Runner
+        runner = self.runner
+        if getattr(type(runner), 'call_hook', None) is not Runner.call_hook:
+            self._iter_hooks = None
+            return
+        hooks = runner.hooks
+        self._iter_hooks = (stage_methods(hooks, 'before_train_iter'), stage_methods(hooks, 'after_train_iter'))
+
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         """One training iteration: ``before_train_iter`` -> ``model.train_step`` -> ``after_train_iter``."""
         runner = self.runner
-        runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
+        iter_hooks = self._iter_hooks
+        if iter_hooks is None:
+            runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
+        else:
+            for method in iter_hooks[0]:
+                method(runner, batch_idx=batch_idx, data_batch=data_batch)
         outputs = runner.model.train_step(data_batch, optim_wrapper=runner.optim_wrapper)
         self._outputs = outputs
         self._stage = 'iter_end'
-        runner.call_hook('after_train_iter', batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        if iter_hooks is None:
+            runner.call_hook('after_train_iter', batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
+        else:
+            for method in iter_hooks[1]:
+                method(runner, batch_idx=batch_idx, data_batch=data_batch, outputs=outputs)
         self._stage = None
         self._iter += 1
         if self._finite_interval and self._iter % self._finite_interval == 0:
@@ -290,6 +314,7 @@ class EpochBasedTrainLoop(_TrainLoop):
         runner = self.runner
         runner.call_hook('before_train_epoch')
         runner.model.train()
+        self._refresh_iter_hooks()
         n_batches = len(self.dataloader)
         start = self._iter - self._epoch * n_batches
         start = start if 0 < start <= n_batches else 0
@@ -348,6 +373,7 @@ class IterBasedTrainLoop(_TrainLoop):
             self.pending_validation = False
             self._validate()
         runner.call_hook('before_train_epoch')
+        self._refresh_iter_hooks()
         batches = self._data_iterator()
         while self._iter < self._max_iters and not self.stop_training:
             runner.model.train()

@@ -45,6 +45,8 @@ def _to_number(value: Any, name: str) -> float | int:
 
 def _to_json(value: Any, name: str) -> Any:
     """Numbers/tensors/arrays -> JSON-ready Python values; other JSON types pass through."""
+    if value is None or type(value) in (float, int, bool, str):  # the usual log values: nothing to check
+        return value
     if hasattr(value, 'detach'):
         value = value.detach().cpu()
         return value.item() if value.numel() == 1 else value.tolist()
@@ -166,9 +168,14 @@ class LocalVisBackend(BaseVisBackend):
 
     @staticmethod
     def _append(record: dict, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record, ensure_ascii=False) + '\n')
+        line = (json.dumps(record, ensure_ascii=False) + '\n').encode('utf-8')
+        try:  # the directory exists after the first write: no mkdir per call (called every log interval)
+            f = open(path, 'ab', buffering=0)  # one unbuffered append: no text layer to set up per line
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, 'ab', buffering=0)
+        with f:
+            f.write(line)
 
 
 @VISBACKENDS.register_module()
