@@ -111,3 +111,20 @@ def test_roi_head_mask_branch_interface():
     assert not separate.share_roi_extractor
     torch.manual_seed(0)
     assert 'loss_mask' in separate.loss(feats, proposals, samples)
+
+
+def test_roi_head_without_ground_truth_or_proposals():
+    torch.manual_seed(0)
+    head = MODELS.build(copy.deepcopy(ROI_HEAD))
+    feats, samples, proposals = _inputs()
+    for s in samples:
+        s.gt_instances = InstanceData(bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+    losses = head.loss(feats, proposals, samples)
+    # every sampled RoI is background: classification still trains, the box loss is 0 but stays in the graph
+    assert torch.isfinite(losses['loss_cls']) and losses['loss_bbox'].item() == 0
+    (losses['loss_cls'] + losses['loss_bbox']).backward()
+    head.eval()
+    empty = [InstanceData(bboxes=torch.zeros(0, 4), scores=torch.zeros(0)) for _ in samples]
+    with torch.no_grad():
+        results = head.predict(feats, empty, samples, rescale=True)
+    assert [len(r) for r in results] == [0, 0] and results[0].scores_per_class.shape == (0, 3)
