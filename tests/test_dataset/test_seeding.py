@@ -129,9 +129,12 @@ def test_other_samplers_and_hand_indexing_use_the_global_rng():
         assert ds[3] == x
 
 
-def test_a_hand_built_torch_dataloader_is_not_seeded_per_sample():
+def test_a_hand_built_torch_dataloader_or_per_sample_seed_false_is_not_seeded_per_sample():
     ds = PlainNoisy()
     loader = DataLoader(ds, batch_size=3, sampler=DefaultSampler(ds, seed=5), collate_fn=_as_list)
     torch.manual_seed(1)
     a = _epoch(loader, 0)
     assert a != _epoch(loader, 0)  # only kiln's loader seeds each sample; the docs say so
+    off = build_dataloader(dict(dataset=ds, sampler=dict(type='DefaultSampler'), batch_size=3, collate_fn=_as_list,
+                                per_sample_seed=False), seed=5)
+    assert type(off) is DataLoader and _epoch(off, 0) != _epoch(off, 0)
