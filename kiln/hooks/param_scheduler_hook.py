@@ -36,6 +36,8 @@ class ParamSchedulerHook(Hook):
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
+        if not runner.param_schedulers:
+            return
         for scheduler in _schedulers(runner):
             if not scheduler.by_epoch and not getattr(scheduler, 'need_val_args', False):
                 scheduler.step()

@@ -50,6 +50,15 @@ class RuntimeInfoHook(Hook):
 
     priority = 'VERY_HIGH'
 
+    def __init__(self) -> None:
+        self._train_keys: dict[str, str] = {}  # name -> 'train/<name>' (no string building per iteration)
+
+    def _train_key(self, name: str) -> str:
+        key = self._train_keys.get(name)
+        if key is None:
+            key = self._train_keys[name] = f'train/{name}'
+        return key
+
     def before_run(self, runner: Runner) -> None:
         hub = runner.message_hub
         hub.update_info('seed', runner.seed)
@@ -72,14 +81,14 @@ class RuntimeInfoHook(Hook):
         hub = runner.message_hub
         hub.update_info('iter', runner.iter)
         for name, values in runner.optim_wrapper.get_lr().items():
-            hub.update_scalar(f'train/{name}', values[0])
+            hub.update_scalar(self._train_key(name), values[0])
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         hub = runner.message_hub
         for key, value in (outputs or {}).items():
             if _is_scalar(value):  # tensors are detached by the HistoryBuffer when they need it
-                hub.update_scalar(f'train/{key}', value)
+                hub.update_scalar(self._train_key(key), value)
         grad_norm = getattr(runner.optim_wrapper, 'last_grad_norm', None)
         if isinstance(grad_norm, dict):  # OptimWrapperDict: one norm per optimizer
             for name, value in grad_norm.items():
