@@ -48,3 +48,50 @@ def test_defaults():
     assert Hook().get_triggered_stages() == []
     assert LoggerHook.priority == 'BELOW_NORMAL' and CheckpointHook.priority == 'VERY_LOW'
     assert IterTimerHook().get_triggered_stages()[:2] == ['before_train', 'before_train_epoch']
+
+
+def test_stage_methods_keeps_only_hooks_that_override_the_mount_point():
+    from kiln.hooks import Hook
+    from kiln.hooks.hook import stage_methods
+
+    class Direct(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            pass
+
+    class Generic(Hook):
+        def _after_iter(self, runner, batch_idx, data_batch=None, outputs=None, mode='train'):
+            pass
+
+    class Idle(Hook):
+        def before_run(self, runner):
+            pass
+
+    class Duck:  # not a Hook: taken when it has the method
+        def after_train_iter(self, runner, **kwargs):
+            pass
+
+    hooks = [Direct(), Idle(), Generic(), Duck()]
+    methods = stage_methods(hooks, 'after_train_iter')
+    assert [m.__self__ for m in methods] == [hooks[0], hooks[2], hooks[3]]
+    assert stage_methods(hooks, 'before_train_iter') == []
+    instance = Idle()
+    instance.before_train_iter = lambda runner, **kw: None  # set on the instance
+    assert stage_methods([instance], 'before_train_iter') == [instance.before_train_iter]
+
+
+def test_runner_subclass_with_its_own_call_hook_sees_every_iteration(tmp_path):
+    from kiln.runner import Runner
+    from test_runner.toy import runner_kwargs
+
+    class Tracing(Runner):
+        def __init__(self, *args, **kwargs):
+            self.seen = []
+            super().__init__(*args, **kwargs)
+
+        def call_hook(self, fn_name, **kwargs):
+            self.seen.append(fn_name)
+            super().call_hook(fn_name, **kwargs)
+
+    runner = Tracing(**runner_kwargs(tmp_path, max_epochs=1, val=False, default_hooks=dict(checkpoint=None)))
+    runner.train()
+    assert runner.seen.count('before_train_iter') == runner.seen.count('after_train_iter') == 6
