@@ -128,6 +128,20 @@ def test_full_size_config_parameter_count(ref_cfg, refs):
     assert sum(p.numel() for p in params if p.requires_grad) == refs['params']['full_size_trainable']
 
 
+def test_kiln_base_config_is_mmdetections_model(ref_cfg):
+    """configs/_base_/models/retinanet_r50_fpn.py holds MMDetection's retinanet_r50_fpn_1x_coco model."""
+    from kiln.config import Config
+    repo = Path(__file__).resolve().parents[3]
+    ours = Config.fromfile(str(repo / 'configs' / '_base_' / 'models' / 'retinanet_r50_fpn.py')).to_dict()['model']
+    theirs = full_size_model_cfg(ref_cfg)
+
+    def plain(x):  # tuples and lists compare equal
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return [plain(v) for v in x] if isinstance(x, (list, tuple)) else x
+    assert plain(ours) == plain(theirs)
+
+
 def test_data_preprocessor_rebuilds_the_reference_batch_bit_exactly(refs, run):
     x = run['x']
     assert list(x.shape) == refs['input']['batch_shape'] and x.dtype == torch.float32
