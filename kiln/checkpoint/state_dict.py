@@ -12,17 +12,12 @@ from typing import Any, NamedTuple, Sequence
 import torch
 from torch import nn
 
+from kiln.model.wrappers.utils import unwrap_model
+
 from .io import CheckpointError, read_checkpoint
 
 __all__ = ['weights_to_cpu', 'get_state_dict', 'LoadStateDictResult', 'load_state_dict', 'revise_state_dict',
            'load_checkpoint']
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    """The module whose ``state_dict()`` is the model's plain full state dict (DDP / compile wrappers removed;
-    kiln's FSDP wrapper kept: it gathers the shards)."""
-    from kiln.model.wrappers.utils import unwrap_model
-    return unwrap_model(module, keep_sharded=True)
 
 
 def weights_to_cpu(state_dict: dict) -> OrderedDict:
@@ -42,7 +37,7 @@ def get_state_dict(module: nn.Module, prefix: str = '', keep_vars: bool = False)
     the model and stay on its device; use :func:`weights_to_cpu` for a CPU copy.
     Only the outermost wrappers are removed.
     """
-    return _unwrap(module).state_dict(prefix=prefix, keep_vars=keep_vars)
+    return unwrap_model(module, keep_sharded=True).state_dict(prefix=prefix, keep_vars=keep_vars)
 
 
 class LoadStateDictResult(NamedTuple):
@@ -75,7 +70,7 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
             the first line names ``source`` and the first problem, the next lines list all of them. Also
             without ``strict`` when not a single key matches (a checkpoint of another model).
     """
-    module = _unwrap(module)
+    module = unwrap_model(module, keep_sharded=True)
     own = module.state_dict(keep_vars=True)
     filtered: OrderedDict = OrderedDict()
     mismatched = []

@@ -32,7 +32,7 @@ def log_start(runner: Runner) -> None:
     ``work_dir/<config file name>`` (``<timestamp>.py`` without a file name) and ``vis_data/config.py`` (rank 0),
     and log the hook order."""
     env = '\n'.join(f'    {k}: {v}' for k, v in collect_env().items())
-    randomness = runner._randomness_cfg
+    randomness = runner.randomness
     runtime = '\n'.join(f'    {k}: {v}' for k, v in dict(
         seed=runner.seed, deterministic=randomness.get('deterministic', False),
         diff_rank_seed=randomness.get('diff_rank_seed', False), launcher=runner.launcher,

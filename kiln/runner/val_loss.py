@@ -11,6 +11,8 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from kiln.model.wrappers.utils import unwrap_model
+
 __all__ = ['loss_mode', 'compute_batch_loss', 'LossAverager']
 
 _EVAL_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
@@ -51,11 +53,6 @@ def loss_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = was
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    from .builders import unwrap_model
-    return unwrap_model(model)
-
-
 def _batch_size(data: Any) -> int:
     inputs = data.get('inputs') if isinstance(data, dict) else (data[0] if isinstance(data, (list, tuple))
                                                                   else None)
@@ -78,7 +75,7 @@ def compute_batch_loss(model: nn.Module, data_batch: Any) -> tuple[dict[str, tor
         RuntimeError: the model has no loss path for this data (the message names what failed), e.g. the
             validation pipeline does not load annotations.
     """
-    module = _unwrap(model)
+    module = unwrap_model(model)
     with loss_mode(module):
         data = module.data_preprocessor(data_batch, False)
         try:
