@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 import copy
 from typing import Any, Sequence
 
@@ -122,6 +123,82 @@ class RepeatDataset:
         if not -n <= idx < n:
             raise IndexError(f'RepeatDataset: index {idx} out of range for {n} samples')
         return (idx % n) % self._ori_len
+
+    def get_data_info(self, idx: int) -> dict:
+        return self.dataset.get_data_info(self._ori(idx))
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.dataset[int(self._ori(idx))]
+
+
+@DATASETS.register_module()
+class ClassBalancedDataset:
+    """Repeat the images of rare classes: repeat factor sampling (Gupta et al., "LVIS: A Dataset for Large
+    Vocabulary Instance Segmentation", CVPR 2019), as MMEngine's ``ClassBalancedDataset``.
+
+    With ``f(c)`` the fraction of images that contain class ``c``, the class repeat factor is
+    ``r(c) = max(1, sqrt(oversample_thr / f(c)))``, an image's is the largest ``r(c)`` over its classes (1 for
+    an image without any), and the image appears ``ceil(r(image))`` times per epoch.
+
+    Args:
+        dataset: a dataset (or its config) with ``get_cat_ids(idx) -> list[int]`` (detection datasets have it).
+        oversample_thr: the frequency below which a class is oversampled (e.g. 1e-3).
+        lazy_init: defer computing the repeat factors until first use.
+
+    Attributes:
+        repeat_indices: for every index of this dataset, the index in ``dataset``.
+
+    Raises:
+        TypeError: ``dataset`` has no ``get_cat_ids``.
+        ValueError: ``oversample_thr`` is not positive.
+    """
+
+    def __init__(self, dataset: BaseDataset | dict, oversample_thr: float, lazy_init: bool = False) -> None:
+        if not oversample_thr > 0:
+            raise ValueError(f'ClassBalancedDataset: oversample_thr must be > 0, got {oversample_thr}')
+        self.dataset = _build(dataset)
+        if not hasattr(self.dataset, 'get_cat_ids'):
+            raise TypeError(f'ClassBalancedDataset: {type(self.dataset).__name__} has no get_cat_ids(idx), '
+                            'which gives the classes of each sample')
+        self.oversample_thr = float(oversample_thr)
+        self._metainfo = getattr(self.dataset, 'metainfo', {})
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        return copy.deepcopy(self._metainfo)
+
+    def full_init(self) -> None:
+        if self._fully_initialized:
+            return
+        if hasattr(self.dataset, 'full_init'):
+            self.dataset.full_init()
+        self.repeat_factors = self._repeat_factors()
+        self.repeat_indices = [i for i, r in enumerate(self.repeat_factors) for _ in range(math.ceil(r))]
+        self._fully_initialized = True
+
+    def _repeat_factors(self) -> list[float]:
+        n = len(self.dataset)
+        cats = [set(self.dataset.get_cat_ids(i)) for i in range(n)]
+        freq: dict[int, float] = {}
+        for c_set in cats:
+            for c in c_set:
+                freq[c] = freq.get(c, 0.0) + 1.0
+        class_repeat = {c: max(1.0, math.sqrt(self.oversample_thr / (v / n))) for c, v in freq.items()}
+        return [max((class_repeat[c] for c in c_set), default=1.0) for c_set in cats]
+
+    def __len__(self) -> int:
+        self.full_init()
+        return len(self.repeat_indices)
+
+    def _ori(self, idx: int) -> int:
+        self.full_init()
+        return self.repeat_indices[idx]
+
+    def get_cat_ids(self, idx: int) -> list[int]:
+        return self.dataset.get_cat_ids(self._ori(idx))
 
     def get_data_info(self, idx: int) -> dict:
         return self.dataset.get_data_info(self._ori(idx))

@@ -152,3 +152,71 @@ class InfiniteSampler(Sampler):
         self.seed = int(state['seed'])
         self.shuffle = bool(state.get('shuffle', self.shuffle))
         self.position = int(state.get('position', 0))
+
+
+class _Length:
+    """A stand-in 'dataset' of a given length (DefaultSampler only needs ``len``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+@DATA_SAMPLERS.register_module()
+class RandomSubsetSampler(DefaultSampler):
+    """``DefaultSampler`` over a fixed random subset of the dataset (Detectron2's
+    ``RandomSubsetTrainingSampler``): train or validate quickly on ``subset_ratio`` of the data while keeping
+    the run reproducible.
+
+    The subset is drawn once, from ``subset_seed`` (the same on every rank and across resumes), as
+    ``sorted(randperm(len(dataset))[:round(subset_ratio * len)])``; each epoch then shuffles the subset with
+    ``seed + epoch`` and shards it like :class:`DefaultSampler`. Resume (``position``), ``set_epoch`` and the
+    state dict work as there; the state also records the subset size and seed.
+
+    Config: ``sampler=dict(type='RandomSubsetSampler', subset_ratio=0.1, subset_seed=0, shuffle=True)``.
+
+    Args:
+        dataset: any sized dataset.
+        subset_ratio: the fraction of the dataset to keep, in (0, 1]; at least one sample is kept.
+        subset_seed: the seed of the subset draw (default 0: the same subset in every run).
+        shuffle, seed, round_up: see :class:`DefaultSampler`.
+
+    Raises:
+        ValueError: ``subset_ratio`` outside (0, 1], or an empty dataset.
+    """
+
+    def __init__(self, dataset: Sized, subset_ratio: float, subset_seed: int = 0, shuffle: bool = True,
+                 seed: int | None = None, round_up: bool = True) -> None:
+        if not 0.0 < subset_ratio <= 1.0:
+            raise ValueError(f'RandomSubsetSampler: subset_ratio must be in (0, 1], got {subset_ratio}')
+        n = len(dataset)
+        if n == 0:
+            raise ValueError('RandomSubsetSampler: the dataset is empty')
+        g = torch.Generator()
+        g.manual_seed(int(subset_seed))
+        size = max(1, round(subset_ratio * n))
+        self.subset = sorted(torch.randperm(n, generator=g)[:size].tolist())
+        self.subset_ratio = subset_ratio
+        self.subset_seed = int(subset_seed)
+        super().__init__(_Length(size), shuffle=shuffle, seed=seed, round_up=round_up)
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[int]:
+        subset = self.subset
+        inner = self.dataset
+        self.dataset = _Length(len(subset))  # DefaultSampler draws positions in the subset
+        try:
+            positions = super().__iter__()
+            first = next(positions, None)
+        finally:
+            self.dataset = inner
+        if first is None:
+            return
+        yield SampleIndex(subset[first], first.seed, first.epoch)
+        for p in positions:
+            yield SampleIndex(subset[p], p.seed, p.epoch)
+
+    def state_dict(self) -> dict:
+        return dict(super().state_dict(), subset_size=len(self.subset), subset_seed=self.subset_seed)
