@@ -89,3 +89,17 @@ def test_checkpoints_get_the_umask_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / 'a.pth').stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / 'b.pth').stat().st_mode) == 0o664  # not mkstemp's private 0o600
+
+
+def test_moved_names_are_still_importable_from_their_old_homes():
+    import kiln.checkpoint as ckpt
+    import kiln.dataset as data
+    import kiln.model.wrappers as wrappers
+    from kiln.hooks.sampler_seed_hook import get_sampler
+    from kiln.runner import build_dataloader, load_checkpoint, save_checkpoint
+    from kiln.runner.builders import unwrap_model
+    from kiln.runner.checkpoint import _load_checkpoint, publish_checkpoint
+    assert (load_checkpoint, save_checkpoint, _load_checkpoint, publish_checkpoint) == (
+        ckpt.load_checkpoint, ckpt.save_checkpoint, ckpt.read_checkpoint, ckpt.publish_checkpoint)
+    assert (build_dataloader, get_sampler, unwrap_model) == (data.build_dataloader, data.get_sampler,
+                                                             wrappers.unwrap_model)
