@@ -354,9 +354,10 @@ def load_state_dict_from(checkpoint: str, map_location: str = 'cpu') -> dict[str
     elif checkpoint.startswith(('http://', 'https://')):
         obj = _load_url(checkpoint, checkpoint, map_location)
     else:
-        if not os.path.isfile(checkpoint):
+        if '://' not in checkpoint and not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'Pretrained checkpoint not found: {checkpoint}')
-        obj = torch.load(checkpoint, map_location=map_location, weights_only=True)
+        from kiln.checkpoint import read_checkpoint  # weights-only; .safetensors and fsspec URLs too
+        obj = read_checkpoint(checkpoint, map_location)
     if isinstance(obj, dict):
         for key in ('state_dict', 'model'):
             if key in obj and isinstance(obj[key], dict):
