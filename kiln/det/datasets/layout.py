@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ['detect_layout', 'FORMATS']
 
 FORMATS = ('yolo', 'voc', 'coco')
-_SPLIT_WORDS = (('train', 'train'), ('val', 'val'), ('valid', 'val'), ('test', 'test'))
+_SPLIT_WORDS = (('trainval', 'trainval'), ('train', 'train'), ('val', 'val'), ('valid', 'val'), ('test', 'test'))
 
 
 def detect_layout(path: str, format: str | None = None) -> dict[str, Any]:
