@@ -1,8 +1,10 @@
-"""``CocoMetric``: COCO-style box / mask AP and proposal recall computed with pycocotools' ``COCOeval``.
+"""``CocoMetric``: COCO-style box / mask AP and proposal recall computed with ``COCOeval`` (pycocotools or
+faster-coco-eval).
 
 Reference: MMDetection 3.x ``mmdet.evaluation.CocoMetric`` (behaviour, config keys, result names) on top of
-pycocotools (https://github.com/cocodataset/cocoapi); metric definitions from Lin et al., "Microsoft COCO:
-Common Objects in Context", ECCV 2014.
+pycocotools (https://github.com/cocodataset/cocoapi) or faster-coco-eval
+(https://github.com/MiXaiLL76/faster_coco_eval, the same algorithm with matching/accumulation in C++); metric
+definitions from Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from kiln.evaluator import BaseMetric
 from kiln.logging import print_log
 from kiln.registry import METRICS
 
-from .coco_utils import (allowed_items, build_coco_from_gt, coco_stat_index, det_results_to_coco, encode_masks,
-                         format_table, load_coco_api, masks_to_numpy, segm_results_to_coco, to_numpy)
+from .coco_utils import (allowed_items, build_coco_from_gt, coco_classes, coco_stat_index, det_results_to_coco,
+                         encode_masks, format_table, load_coco_api, masks_to_numpy, resolve_backend,
+                         segm_results_to_coco, to_numpy)
 
 _DEFAULT_ITEMS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 _METRICS = ('bbox', 'segm', 'proposal')
@@ -30,7 +33,7 @@ _METRICS = ('bbox', 'segm', 'proposal')
 @METRICS.register_module()
 class CocoMetric(BaseMetric):
     """COCO detection metrics: box AP (``bbox``), mask AP (``segm``) and class-agnostic proposal recall
-    (``proposal``), each computed by pycocotools' ``COCOeval``.
+    (``proposal``), each computed by ``COCOeval`` of pycocotools or faster-coco-eval (``backend``).
 
     Ground truth:
 
@@ -81,9 +84,13 @@ class CocoMetric(BaseMetric):
         sort_categories: sort the json's categories by id before evaluating.
         backend_args: fsspec storage options to read ``ann_file``.
         logger: a ``logging.Logger`` for the COCOeval summary and the per-class table (None prints them).
+        backend: ``'pycocotools'`` (the reference implementation), ``'faster_coco_eval'`` (the same numbers,
+            several times faster on large prediction sets) or ``None`` / ``'auto'``: faster-coco-eval when it is
+            installed, else pycocotools.
 
     Raises:
         KeyError: unsupported ``metric`` or ``metric_items`` (``'proposal_fast'`` is not implemented).
+        ValueError: an unknown ``backend``. ImportError: ``backend='faster_coco_eval'`` without the package.
         ValueError: ``format_only`` without ``outfile_prefix``; bad ``proposal_nums``; a sample without
             ``instances`` when there is no ``ann_file``; ``segm`` on a sample without predicted ``masks`` or with
             masks of another size than ``ori_shape``; ``dataset_meta`` classes that are not categories of
@@ -97,7 +104,7 @@ class CocoMetric(BaseMetric):
                  metric_items: Sequence[str] | None = None, format_only: bool = False,
                  outfile_prefix: str | None = None, collect_device: str = 'cpu', prefix: str | None = None,
                  sort_categories: bool = False, backend_args: dict | None = None,
-                 logger: logging.Logger | None = None, **kwargs: Any) -> None:
+                 logger: logging.Logger | None = None, backend: str | None = None, **kwargs: Any) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         metrics = [metric] if isinstance(metric, str) else list(metric)
         for m in metrics:
@@ -131,7 +138,8 @@ class CocoMetric(BaseMetric):
         self.sort_categories = sort_categories
         self.backend_args = backend_args
         self.logger = logger
-        self._coco_api = None  # built lazily: pycocotools is imported on first use
+        self.backend = resolve_backend(backend)
+        self._coco_api = None  # built lazily: the backend is imported on first use
 
     # ------------------------------------------------------------------ helpers
     def _log(self, msg: str, level: int = logging.INFO) -> None:
@@ -254,7 +262,8 @@ class CocoMetric(BaseMetric):
         gts, preds = zip(*results) if results else ((), ())
         if self.ann_file is not None:
             if self._coco_api is None:
-                self._coco_api = load_coco_api(self.ann_file, self.backend_args, self.sort_categories)
+                self._coco_api = load_coco_api(self.ann_file, self.backend_args, self.sort_categories,
+                                               self.backend)
             coco_gt = self._coco_api
             img_ids = list(dict.fromkeys(g['img_id'] for g in gts))
             unknown = [i for i in img_ids if i not in coco_gt.imgs]
@@ -267,7 +276,7 @@ class CocoMetric(BaseMetric):
             if classes is None:
                 raise ValueError('CocoMetric: without ann_file, dataset_meta["classes"] is required to build the '
                                  'ground truth')
-            coco_gt, id_map = build_coco_from_gt(gts, classes)
+            coco_gt, id_map = build_coco_from_gt(gts, classes, self.backend)
             img_ids = list(id_map.values())
             if self.outfile_prefix is not None:
                 self._dump(coco_gt.dataset, f'{self.outfile_prefix}.gt.json')
@@ -308,15 +317,15 @@ class CocoMetric(BaseMetric):
 
     def _evaluate(self, metric: str, coco_gt: Any, dets: list[dict], cat_ids: list[int], img_ids: list,
                   names: dict[str, str]) -> dict[str, float]:
-        from pycocotools.cocoeval import COCOeval
-
+        _, coco_eval_cls = coco_classes(self.backend)
         if metric == 'segm':
             # without a box, loadRes takes each result's area from its mask (areas of s/m/l ranges)
             dets = [{k: v for k, v in d.items() if k != 'bbox'} for d in dets]
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             coco_dt = coco_gt.loadRes(dets)
-            coco_eval = COCOeval(coco_gt, coco_dt, 'segm' if metric == 'segm' else 'bbox')
+            kwargs = dict(print_function=print) if self.backend == 'faster_coco_eval' else {}
+            coco_eval = coco_eval_cls(coco_gt, coco_dt, 'segm' if metric == 'segm' else 'bbox', **kwargs)
             coco_eval.params.catIds = cat_ids
             coco_eval.params.imgIds = img_ids
             coco_eval.params.maxDets = list(self.proposal_nums)
@@ -326,7 +335,7 @@ class CocoMetric(BaseMetric):
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
-        self._log(f'Evaluating {metric}...\n' + buf.getvalue().rstrip())
+        self._log(f'Evaluating {metric} ({self.backend})...\n' + buf.getvalue().rstrip())
 
         out: dict[str, float] = {}
         if self.classwise and metric != 'proposal':

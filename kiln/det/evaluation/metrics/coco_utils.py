@@ -47,17 +47,61 @@ def to_numpy(value: Any, dtype: Any) -> np.ndarray:
     return np.asarray(value, dtype=dtype)
 
 
-def _new_coco(dataset: dict) -> Any:
+BACKENDS = ('pycocotools', 'faster_coco_eval')
+
+
+def resolve_backend(backend: str | None) -> str:
+    """The COCO evaluation backend to use: ``'pycocotools'`` or ``'faster_coco_eval'``; ``None`` / ``'auto'``
+    picks ``'faster_coco_eval'`` when the package is installed, else ``'pycocotools'`` (nothing is imported).
+
+    Raises:
+        ValueError: an unknown name. ImportError: ``'faster_coco_eval'`` asked for but not installed.
+    """
+    import importlib.util
+    if backend in (None, 'auto'):
+        return 'faster_coco_eval' if importlib.util.find_spec('faster_coco_eval') is not None else 'pycocotools'
+    if backend not in BACKENDS:
+        raise ValueError(f"CocoMetric: backend must be one of {list(BACKENDS)} or 'auto', got {backend!r}")
+    if backend == 'faster_coco_eval' and importlib.util.find_spec('faster_coco_eval') is None:
+        raise ImportError("CocoMetric: backend='faster_coco_eval' needs the faster-coco-eval package "
+                          "(pip install faster-coco-eval), or use backend='pycocotools'")
+    return backend
+
+
+def coco_classes(backend: str = 'pycocotools') -> tuple[type, type]:
+    """``(COCO, COCOeval)`` classes of a backend: pycocotools' reference implementation, or faster-coco-eval's
+    ``COCO`` / ``COCOeval_faster`` (same API and numbers, matching and accumulation in C++;
+    https://github.com/MiXaiLL76/faster_coco_eval)."""
+    if backend == 'faster_coco_eval':
+        from faster_coco_eval import COCO, COCOeval_faster
+        return COCO, COCOeval_faster
+    if backend != 'pycocotools':
+        raise ValueError(f'unknown COCO backend {backend!r}; expected one of {list(BACKENDS)}')
     from pycocotools.coco import COCO
-    coco = COCO()
+    from pycocotools.cocoeval import COCOeval
+    return COCO, COCOeval
+
+
+def _new_coco(dataset: dict, backend: str = 'pycocotools') -> Any:
+    coco_cls, _ = coco_classes(backend)
+    coco = coco_cls()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
 
 
-def load_coco_api(ann_file: str, backend_args: dict | None = None, sort_categories: bool = False) -> Any:
-    """A pycocotools ``COCO`` for ``ann_file`` (categories sorted by id if ``sort_categories``).
+def convert_coco(coco: Any, backend: str) -> Any:
+    """The same ground truth as a ``COCO`` object of ``backend`` (shares nothing mutable with ``coco``)."""
+    coco_cls, _ = coco_classes(backend)
+    if isinstance(coco, coco_cls):
+        return coco
+    return _new_coco(json.loads(json.dumps(coco.dataset)), backend)
+
+
+def load_coco_api(ann_file: str, backend_args: dict | None = None, sort_categories: bool = False,
+                  backend: str = 'pycocotools') -> Any:
+    """A ``COCO`` object of ``backend`` for ``ann_file`` (categories sorted by id if ``sort_categories``).
 
     Raises:
         FileNotFoundError: the file is missing. ValueError: it is not a COCO json.
@@ -71,7 +115,7 @@ def load_coco_api(ann_file: str, backend_args: dict | None = None, sort_categori
         raise ValueError(f'{ann_file}: not a COCO detection file (needs images, annotations, categories)')
     if sort_categories:
         dataset['categories'] = sorted(dataset['categories'], key=lambda c: c['id'])
-    return _new_coco(dataset)
+    return _new_coco(dataset, backend)
 
 
 def masks_to_numpy(masks: Any) -> np.ndarray:
@@ -145,8 +189,9 @@ def gt_segmentation(mask: Any, height: int, width: int, where: str) -> tuple[Any
                      'an RLE dict or a binary array)')
 
 
-def build_coco_from_gt(gts: Sequence[dict], classes: Sequence[str]) -> tuple[Any, dict]:
-    """A pycocotools ``COCO`` from per-image ground-truth dicts (``img_id``, ``height``, ``width``, ``anns``).
+def build_coco_from_gt(gts: Sequence[dict], classes: Sequence[str],
+                       backend: str = 'pycocotools') -> tuple[Any, dict]:
+    """A ``COCO`` object of ``backend`` (pycocotools by default) from per-image ground-truth dicts (``img_id``, ``height``, ``width``, ``anns``).
 
     ``anns``: ``dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag[, mask])`` in original-image pixels; category
     ids are the labels; each image gets a new integer id (1, 2, ... in first-seen order; repeated ``img_id`` are
@@ -178,7 +223,7 @@ def build_coco_from_gt(gts: Sequence[dict], classes: Sequence[str]) -> tuple[Any
                 entry['segmentation'] = []
             annotations.append(entry)
     categories = [dict(id=i, name=name) for i, name in enumerate(classes)]
-    return _new_coco(dict(images=images, annotations=annotations, categories=categories)), id_map
+    return _new_coco(dict(images=images, annotations=annotations, categories=categories), backend), id_map
 
 
 def _check_labels(pred: dict, cat_ids: Sequence[int]) -> None:
