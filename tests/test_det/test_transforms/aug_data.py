@@ -1,4 +1,5 @@
 """Real-data samples for the augmentation tests: balloon (polygon masks), BCCD and coco128 (boxes)."""
+import copy
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,18 +48,28 @@ def _bccd_plain():
     return bccd_dataset()
 
 
-def bccd_sample(index: int = 0) -> dict:
-    """Loaded BCCD sample (640x480 BGR uint8, boxes, labels, ignore flags)."""
+@lru_cache(maxsize=None)
+def _bccd_sample(index: int) -> dict:
     return _bccd_plain()[index]
 
 
-def balloon_sample(index: int = 4, poly2mask: bool = True, long_edge: int = 512) -> dict:
-    """Balloon image ``index`` with its masks, resized to ``long_edge`` (keeps tests fast)."""
+def bccd_sample(index: int = 0) -> dict:
+    """Loaded BCCD sample (640x480 BGR uint8, boxes, labels, ignore flags); a fresh copy."""
+    return copy.deepcopy(_bccd_sample(index))
+
+
+@lru_cache(maxsize=None)
+def _balloon_sample(index: int, poly2mask: bool, long_edge: int) -> dict:
     from kiln.det.datasets.transforms import LoadAnnotations, LoadImageFromFile, Resize
     results = balloon_dataset().get_data_info(index)
     results = LoadImageFromFile()(results)
     results = LoadAnnotations(with_mask=True, poly2mask=poly2mask)(results)
     return Resize(scale=(long_edge, long_edge), keep_ratio=True)(results)
+
+
+def balloon_sample(index: int = 4, poly2mask: bool = True, long_edge: int = 512) -> dict:
+    """Balloon image ``index`` with its masks, resized to ``long_edge`` (keeps tests fast); a fresh copy."""
+    return copy.deepcopy(_balloon_sample(index, poly2mask, long_edge))
 
 
 def coco128_sample(index: int) -> dict:

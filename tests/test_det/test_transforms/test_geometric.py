@@ -169,9 +169,10 @@ def test_min_iou_random_crop_respects_iou_and_centres():
         seeded(seed)
         out = t(_copy(src))
         img = out['img']
-        res = cv2.matchTemplate(src['img'], np.ascontiguousarray(img), cv2.TM_SQDIFF)
+        res = cv2.matchTemplate(src['img'], np.ascontiguousarray(img[:32, :32]), cv2.TM_SQDIFF)
         x0, y0 = cv2.minMaxLoc(res)[2]
         h, w = img.shape[:2]
+        np.testing.assert_array_equal(src['img'][y0:y0 + h, x0:x0 + w], img)  # the crop window is found
         patch = np.array([[x0, y0, x0 + w, y0 + h]], np.float32)
         assert box_iou(torch.from_numpy(patch), torch.from_numpy(src['gt_bboxes'])).min() >= 0.3
         expect = src['gt_bboxes'] - np.array([x0, y0, x0, y0], np.float32)

@@ -384,7 +384,8 @@ class CachedMosaic(Mosaic):
 
     Each call first appends a deep copy of ``results`` to the cache (at most ``max_cached_images``; when full, an
     entry is removed, at ``np.random.randint(0, len - 1)`` with ``random_pop`` — never the newest — else the
-    oldest). While the cache holds 4 or fewer samples the input is returned unchanged; otherwise, with probability
+    oldest). While the cache holds 4 or fewer samples the input is returned unchanged (so ``max_cached_images=4``
+    never mixes, as in MMDetection); otherwise, with probability
     ``prob``, three entries are picked with ``np.random.randint(0, len - 1)`` (the newest, i.e. the current sample,
     is never picked, as in MMDetection) and combined exactly as :class:`Mosaic` does. No dataset wrapper is needed:
     put it straight into the dataset pipeline.
