@@ -51,8 +51,13 @@ class CocoDataset(BaseDetDataset):
 
     Raises:
         FileNotFoundError: ``ann_file`` does not exist.
-        ValueError: the json is not COCO-format, or a name in ``classes`` is not one of its categories (the
-            message names the file).
+        ValueError: the json is not COCO-format, lists no images, a name in ``classes`` is not one of its
+            categories, or (``test_mode=False``) every annotation of the selected classes has an unusable box
+            (the message names the file and the annotations).
+
+    Warnings (``UserWarning``, and the run's log file through ``DataCheckHook``): dropped boxes, with their
+    count, annotation / image ids and the images left without a box; ``width``/``height`` differing from the
+    image file (checked for files of up to 1000 images; ``kiln check-data`` checks any size).
     """
 
     METAINFO = {'classes': COCO_CLASSES, 'palette': make_palette(len(COCO_CLASSES))}
@@ -88,11 +93,15 @@ class CocoDataset(BaseDetDataset):
         self.cat2label = {cat_id: i for i, cat_id in enumerate(self.cat_ids)}
 
         img_prefix = self.data_prefix.get('img', self.data_prefix.get('img_path', self.data_root or ''))
+        if not dataset['images']:
+            raise ValueError(f'{self.ann_file}: the file lists no images ("images" is empty)')
+        self._bad_boxes: list[str] = []
         data_list = []
         for img_id in coco.getImgIds():
             img_info = coco.imgs[img_id]
             anns = [coco.anns[i] for i in coco.getAnnIds(imgIds=[img_id])]
             data_list.append(self.parse_data_info(img_info, anns, img_prefix))
+        _report_load_problems(self, data_list)
         return data_list
 
     def parse_data_info(self, img_info: dict, anns: list[dict], img_prefix: str = '') -> dict:
@@ -114,6 +123,10 @@ class CocoDataset(BaseDetDataset):
             inter_w = max(0.0, min(x1 + w, width) - max(x1, 0.0))
             inter_h = max(0.0, min(y1 + h, height) - max(y1, 0.0))
             if inter_w * inter_h == 0 or w < 1 or h < 1 or ann.get('area', w * h) <= 0:
+                why = ('x2 <= x1 or y2 <= y1' if w <= 0 or h <= 0 else 'under 1 pixel' if w < 1 or h < 1
+                       else 'area <= 0' if ann.get('area', w * h) <= 0 else 'outside the image')
+                getattr(self, '_bad_boxes', []).append(f'annotation {ann.get("id")} of image {img_info["id"]} '
+                                                       f'({why}: bbox {ann["bbox"]} in {width}x{height})')
                 continue
             instance = dict(bbox=[x1, y1, x1 + w, y1 + h], bbox_label=self.cat2label[ann['category_id']],
                             ignore_flag=1 if ann.get('iscrowd', 0) else 0)
@@ -122,3 +135,40 @@ class CocoDataset(BaseDetDataset):
             instances.append(instance)
         return dict(img_path=osp.join(img_prefix, file_name), img_id=img_info['id'],
                     height=height, width=width, instances=instances)
+
+
+def _report_load_problems(dataset: CocoDataset, data_list: list[dict], size_check_limit: int = 1000) -> None:
+    """Warn (``UserWarning`` and the run's log through ``DataCheckHook``) about dropped boxes, with counts and
+    ids, and about ``width``/``height`` that differ from the image files (headers read for files of at most
+    ``size_check_limit`` images; ``kiln check-data`` reads them all). Raise when training would see no box."""
+    from PIL import Image
+
+    from .checks import report_dataset_problems
+    lines = []
+    bad = dataset._bad_boxes
+    if bad:
+        emptied = [str(r['img_id']) for r in data_list if not r['instances']]
+        shown = '; '.join(bad[:10]) + ('; ...' if len(bad) > 10 else '')
+        lines.append(f'{dataset.ann_file}: dropped {len(bad)} annotation(s) with an unusable box (x2 <= x1, '
+                     f'zero area or outside the image); {len(emptied)} of {len(data_list)} image(s) have no box '
+                     f'left{" (ids " + ", ".join(emptied[:10]) + (", ..." if len(emptied) > 10 else "") + ")" if emptied else ""}'
+                     f': {shown}')
+        if not dataset.test_mode and not any(r['instances'] for r in data_list):
+            raise ValueError(f'{dataset.ann_file}: every one of the {len(bad)} annotation(s) of the selected '
+                             f'classes has an unusable box, nothing is left to train on: {shown}')
+    if len(data_list) <= size_check_limit and not any('://' in r['img_path'] for r in data_list[:1]):
+        wrong = []
+        for r in data_list:
+            try:
+                with Image.open(r['img_path']) as img:  # header only
+                    size = img.size
+            except (OSError, ValueError):  # missing / unreadable files are reported when loaded
+                continue
+            if tuple(size) != (r['width'], r['height']):
+                wrong.append(f'image {r["img_id"]} ({r["img_path"]}): json {r["width"]}x{r["height"]}, file '
+                             f'{size[0]}x{size[1]}')
+        if wrong:
+            lines.append(f'{dataset.ann_file}: width/height of {len(wrong)} image(s) do not match the image file '
+                         '(boxes are checked and clipped against the json size; fix the json): '
+                         + '; '.join(wrong[:10]) + ('; ...' if len(wrong) > 10 else ''))
+    report_dataset_problems(dataset, lines)

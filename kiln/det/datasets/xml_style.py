@@ -6,7 +6,6 @@ PASCAL VOC devkit's (http://host.robots.ox.ac.uk/pascal/VOC/).
 from __future__ import annotations
 
 import os.path as osp
-import warnings
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -36,7 +35,10 @@ class XMLDataset(BaseDetDataset):
         <sub_data_root>/<img_subdir>/<img_id>.jpg    images
 
     with ``sub_data_root = data_prefix['sub_data_root']`` (``''`` when absent). ``metainfo['classes']`` is
-    required; objects of other classes are skipped. Records::
+    required; objects of other classes are skipped, with one warning counting them per name, naming files and
+    object indices and the closest class (``'rbc'`` -> ``'RBC'``); when that leaves a training set without
+    any object, loading fails (``ValueError``). Warnings go to ``UserWarning`` and, through ``DataCheckHook``,
+    to the run's log file. Records::
 
         dict(img_path, img_id (the file stem, str), xml_path, height, width (from the xml <size>, else from the
              image header), instances=[dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag)])
@@ -76,6 +78,7 @@ class XMLDataset(BaseDetDataset):
             raise ValueError(f'{type(self).__name__}: metainfo["classes"] is required')
         self.cat2label = {name: i for i, name in enumerate(classes)}
         self._dropped, self._clipped = [], []
+        self._unknown: list[tuple[str, int, str]] = []
         img_ids = [line.strip() for line in get_text(self.ann_file, self.backend_args).splitlines()]
         data_list = []
         for img_id in img_ids:
@@ -85,15 +88,34 @@ class XMLDataset(BaseDetDataset):
                 img_id=img_id,
                 file_name=osp.join(self.img_subdir, f'{img_id}.jpg'),
                 xml_path=osp.join(self.sub_data_root, self.ann_subdir, f'{img_id}.xml'))))
+        lines = []
         if self._clipped:
             shown = '; '.join(self._clipped[:5]) + ('; ...' if len(self._clipped) > 5 else '')
-            warnings.warn(f'{type(self).__name__}: clipped {len(self._clipped)} box(es) extending more than 1 '
-                          f'pixel outside their image: {shown}', stacklevel=2)
+            lines.append(f'{type(self).__name__}: clipped {len(self._clipped)} box(es) extending more than 1 '
+                         f'pixel outside their image: {shown}')
         if self._dropped:
             shown = '; '.join(self._dropped[:5]) + ('; ...' if len(self._dropped) > 5 else '')
-            warnings.warn(f'{type(self).__name__}: dropped {len(self._dropped)} box(es) with zero area after '
-                          f'clipping to the image: {shown}', stacklevel=2)
+            lines.append(f'{type(self).__name__}: dropped {len(self._dropped)} box(es) with zero area after '
+                         f'clipping to the image: {shown}')
+        if self._unknown:
+            lines.append(self._unknown_names_message(classes))
+            if not self.test_mode and not any(r['instances'] for r in data_list):
+                raise ValueError(f'{self.ann_file}: no object is left to train on: {lines[-1]}')
+        from .checks import report_dataset_problems
+        report_dataset_problems(self, lines)
         return data_list
+
+    def _unknown_names_message(self, classes: Any) -> str:
+        from collections import Counter
+
+        from .checks import close_class
+        counts = Counter(name for _, _, name in self._unknown)
+        per_name = ', '.join(f'{name!r} x{n}' + (f' (did you mean {close_class(name, classes)!r}?)'
+                                                 if close_class(name, classes) else '')
+                             for name, n in counts.most_common(10))
+        where = '; '.join(f'{f} object #{i} ({n})' for f, i, n in self._unknown[:5])
+        return (f'{type(self).__name__} {self.ann_file}: ignored {len(self._unknown)} object(s) whose <name> is not '
+                f'in classes {tuple(classes)}: {per_name}; e.g. {where}{"; ..." if len(self._unknown) > 5 else ""}')
 
     def parse_data_info(self, img_info: dict) -> dict:
         """Parse one image's xml (``img_info``: ``img_id``, ``file_name``, ``xml_path``) into a record."""
@@ -123,6 +145,7 @@ class XMLDataset(BaseDetDataset):
             if not name:
                 raise ValueError(f'{xml_path}: object #{idx} has no <name>')
             if name not in self.cat2label:
+                getattr(self, '_unknown', []).append((osp.basename(xml_path), idx, name))
                 continue
             difficult = obj.findtext('difficult')
             try:
