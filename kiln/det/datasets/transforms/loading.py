@@ -5,13 +5,18 @@ Reference: MMCV 2.x ``mmcv.transforms.LoadImageFromFile`` and MMDetection 3.x
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
+import warnings
+from typing import Iterator
 
 import numpy as np
 
 from kiln.dataset import BaseTransform
 from kiln.registry import TRANSFORMS
 
+from ..checks import is_truncated_jpeg
 from ..file_io import get_bytes
 
 
@@ -67,6 +72,29 @@ def _cv2_decode(content: bytes, color_type: str, channel_order: str) -> np.ndarr
     return img
 
 
+_TRUNCATED_LOCK = threading.Lock()
+_TRUNCATED_USERS = [0]
+
+
+@contextlib.contextmanager
+def _load_truncated_images() -> Iterator[None]:
+    """Let Pillow decode truncated files inside the block (``ImageFile.LOAD_TRUNCATED_IMAGES``, a module flag:
+    set while any thread is inside, restored after the last one leaves; callers check the file first)."""
+    from PIL import ImageFile
+    with _TRUNCATED_LOCK:
+        if _TRUNCATED_USERS[0] == 0:
+            _TRUNCATED_USERS.append(ImageFile.LOAD_TRUNCATED_IMAGES)
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+        _TRUNCATED_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _TRUNCATED_LOCK:
+            _TRUNCATED_USERS[0] -= 1
+            if _TRUNCATED_USERS[0] == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _TRUNCATED_USERS.pop()
+
+
 @TRANSFORMS.register_module()
 class LoadImageFromFile(BaseTransform):
     """Read the image at ``results['img_path']`` with OpenCV (default, as MMCV) or Pillow.
@@ -85,6 +113,10 @@ class LoadImageFromFile(BaseTransform):
     Raises:
         ValueError: unsupported ``imdecode_backend`` / ``color_type``.
         FileNotFoundError / OSError: the file is missing or cannot be decoded (the message names the path).
+
+    A truncated JPEG (no end-of-image marker, e.g. a copy cut short) is decoded as far as it goes (Pillow
+    with ``LOAD_TRUNCATED_IMAGES``, whatever ``imdecode_backend`` says; MMCV with OpenCV 4 does the same),
+    with a ``UserWarning`` naming the file.
     """
 
     def __init__(self, to_float32: bool = False, color_type: str = 'color', imdecode_backend: str = 'cv2',
@@ -112,8 +144,17 @@ class LoadImageFromFile(BaseTransform):
             if self.ignore_empty:
                 return None
             raise
+        truncated = is_truncated_jpeg(content)
+        if truncated:  # decoded as leniently as OpenCV 4 / MMCV do, but never silently
+            warnings.warn(f'LoadImageFromFile: {path!r} is a truncated JPEG (no end-of-image marker, '
+                          f'{len(content)} bytes); decoded anyway, its missing bottom rows are grey. '
+                          '`kiln check-data` lists such files', stacklevel=2)
         try:
-            img = imfrombytes(content, self.color_type, channel_order='bgr', backend=self.imdecode_backend)
+            if truncated:  # OpenCV 5 returns None for these and Pillow raises "image file is truncated"
+                with _load_truncated_images():
+                    img = imfrombytes(content, self.color_type, channel_order='bgr', backend='pillow')
+            else:
+                img = imfrombytes(content, self.color_type, channel_order='bgr', backend=self.imdecode_backend)
         except Exception as e:  # Pillow raises several types for corrupt files
             raise OSError(f'LoadImageFromFile: cannot decode image {path!r}: {e}') from e
         if self.to_float32:
