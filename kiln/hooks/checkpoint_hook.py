@@ -244,7 +244,8 @@ class CheckpointHook(Hook):
         self._flush(runner)  # a custom val loop may not call after_val: the validation is over by now anyway
 
     def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
-        self._flush(runner)
+        if self._pending is not None:  # (iteration-based loops with a val loop that skips after_val)
+            self._flush(runner)
 
     def _flush(self, runner: Runner) -> None:
         """Rewrite the periodic checkpoint written before the validation with the post-validation state

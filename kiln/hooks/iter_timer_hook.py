@@ -33,11 +33,13 @@ class IterTimerHook(Hook):
         self._train_time = 0.0
         self._eval_time = 0.0
         self._max_iters = 0
+        self._done = 0
         self._eval_len = 0
 
     def before_train(self, runner: Runner) -> None:
         self._start_iter = runner.iter
         self._train_time = 0.0
+        self._done = 0
         self._max_iters = runner.max_iters
 
     def _before_epoch(self, runner: Runner, mode: str = 'train') -> None:
@@ -58,9 +60,9 @@ class IterTimerHook(Hook):
         hub = runner.message_hub
         hub.update_scalar('train/time', iter_time)
         self._train_time += iter_time
-        done = runner.iter
-        hub.update_info('eta', self._train_time / max(done - self._start_iter + 1, 1)
-                        * max(self._max_iters - done - 1, 0))
+        self._done += 1  # iterations timed in this run (runner.iter - start_iter + 1, without the lookups)
+        hub.update_info('eta', self._train_time / self._done * max(self._max_iters - self._start_iter
+                                                                   - self._done, 0))
 
     def _before_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, mode: str = 'train') -> None:
         runner.message_hub.update_scalar(f'{mode}/data_time', time.perf_counter() - self._t)

@@ -66,7 +66,8 @@ class HistoryBuffer:
         if cls is float or cls is int:  # fast path: the per-iteration timings and learning rates
             self._values.append(float(value))
             self._counts.append(1 if count == 1 and type(count) is int else _as_count(count))
-            self._trim()
+            if len(self._values) > self.max_length:
+                self._trim()
             return
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
@@ -84,7 +85,8 @@ class HistoryBuffer:
             raise TypeError('HistoryBuffer.update: value must be a number or a one-element '
                             f'tensor, got {type(value).__name__}')
         self._counts.append(1 if count == 1 and type(count) is int else _as_count(count))
-        self._trim()
+        if len(self._values) > self.max_length:
+            self._trim()
 
     def _trim(self, force: bool = False) -> None:
         # Amortised: let the lists grow to 2 * max_length before dropping the oldest half.

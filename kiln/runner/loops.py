@@ -163,7 +163,7 @@ class _TrainLoop(BaseLoop):
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         """One training iteration: ``before_train_iter`` -> ``model.train_step`` -> ``after_train_iter``."""
-        runner = self.runner
+        runner = self._runner
         iter_hooks = self._iter_hooks
         if iter_hooks is None:
             runner.call_hook('before_train_iter', batch_idx=batch_idx, data_batch=data_batch)
