@@ -8,7 +8,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # dataset warnings into the log file; model num_classes == len(classes) (kiln.det.engine.hooks)
+    data_check=dict(type='DataCheckHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

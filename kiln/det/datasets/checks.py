@@ -543,7 +543,7 @@ def find_num_classes(model: Any, path: str = 'model') -> list[tuple[str, int]]:
         for name, module in model.named_modules():
             n = getattr(module, 'num_classes', None)
             if isinstance(n, int) and 'rpn' not in name.lower() and 'RPN' not in type(module).__name__:
-                found.append((f'{path}.{name}' if name else path, n))
+                found.append((f'{path}.{name}.num_classes' if name else f'{path}.num_classes', n))
     return found
 
 
