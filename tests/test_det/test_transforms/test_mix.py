@@ -51,8 +51,7 @@ def test_mosaic_random_centre_boxes_stay_in_their_quadrants():
             inside_one |= (b[:, 0] >= x1 - 1e-3) & (b[:, 1] >= y1 - 1e-3) & (b[:, 2] <= x2 + 1e-3) & \
                 (b[:, 3] <= y2 + 1e-3)
         assert inside_one.all()
-        assert 0 < len(b) <= n_src and (b[:, 2] > b[:, 0]).all() is not None
-        # the centre pixel neighbourhoods come from four different images
+        assert 0 < len(b) <= n_src and (b[:, 2] >= b[:, 0]).all() and (b[:, 3] >= b[:, 1]).all()
         assert out['img'].shape == (480, 640, 3)
 
 
