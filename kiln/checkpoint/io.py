@@ -141,10 +141,18 @@ def _load_error(e: Exception, name: str, map_location: Any) -> Exception:
 
 
 def _torch_load(src: Any, name: str, map_location: Any) -> Any:
+    """``torch.load(weights_only=True)``; a file that references Python objects (an MMEngine-saved checkpoint)
+    is read once more through :mod:`kiln.checkpoint.mmengine_compat`'s allow-list, never unpickled freely."""
     try:
         return torch.load(src, map_location=map_location, weights_only=True)
     except Exception as e:
-        err = _load_error(e, name, map_location)
+        if 'Unsupported global' not in str(e):
+            err = _load_error(e, name, map_location)
+        else:
+            err = None
+    if err is None:
+        from .mmengine_compat import load_mmengine_checkpoint
+        return load_mmengine_checkpoint(src, name, map_location)
     raise err  # outside the except block: no chained unpickling trace
 
 

@@ -27,11 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .io import CheckpointError
+
 __all__ = ['MMENGINE_SAFE_GLOBALS', 'UnsafeCheckpointError', 'convert_mmengine_checkpoint', 'is_mmengine_checkpoint',
            'load_mmengine_checkpoint']
 
 
-class UnsafeCheckpointError(RuntimeError):
+class UnsafeCheckpointError(CheckpointError):
     """The checkpoint holds a pickled Python object outside kiln's allow-list (the message names it)."""
 
 
@@ -174,21 +176,27 @@ def load_mmengine_checkpoint(src: Any, name: str, map_location: Any = 'cpu') -> 
     """
     if hasattr(src, 'seek'):
         src.seek(0)
+    message = None
     try:
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
             checkpoint = torch.load(src, map_location=map_location, weights_only=True)
     except UnsafeCheckpointError as e:
-        raise UnsafeCheckpointError(f"checkpoint '{name}': {e}") from None
+        message = f"checkpoint '{name}': {e}"
     except Exception as e:  # torch wraps errors raised inside the unpickler
         unsafe = re.search(r'Unsupported global: GLOBAL (\S+)', str(e))
         inner = re.search(r'UnsafeCheckpointError: (.*)', str(e))
-        if unsafe or inner:
-            what = unsafe.group(1) if unsafe else inner.group(1)
-            raise UnsafeCheckpointError(
-                f"checkpoint '{name}' contains a pickled Python object ({what}) that is not on kiln's allow-list "
-                '(tensors, plain containers, and the MMEngine objects listed in '
-                'kiln.checkpoint.mmengine_compat.MMENGINE_SAFE_GLOBALS); kiln never unpickles other objects. '
-                'If you trust the file, load it once with torch.load(path, weights_only=False), replace the '
-                'object by plain data and save it again.') from None
-        raise
-    return convert_mmengine_checkpoint(checkpoint) if is_mmengine_checkpoint(checkpoint) else checkpoint
+        if not (unsafe or inner):
+            raise
+        what = unsafe.group(1) if unsafe else inner.group(1)
+        message = (f"checkpoint '{name}' contains a pickled Python object ({what}) that is not on kiln's "
+                   'allow-list (tensors, plain containers, NumPy values and the MMEngine objects listed in '
+                   'kiln.checkpoint.mmengine_compat.MMENGINE_SAFE_GLOBALS); kiln never unpickles other objects. '
+                   'If you trust the file, load it once with torch.load(path, weights_only=False), replace the '
+                   'object by plain data and save it again.')
+    if message is not None:
+        raise UnsafeCheckpointError(message)  # outside the except blocks: no chained unpickling trace
+    if is_mmengine_checkpoint(checkpoint):
+        return convert_mmengine_checkpoint(checkpoint)
+    if isinstance(checkpoint, dict):  # other files: NumPy values made plain, tensors untouched
+        return {k: v if k in ('state_dict', 'ema_state_dict') else _plain(v) for k, v in checkpoint.items()}
+    return _plain(checkpoint)

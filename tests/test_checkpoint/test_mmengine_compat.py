@@ -74,3 +74,80 @@ def test_kiln_checkpoints_pass_through_unchanged():
     assert loaded['meta'] == {'epoch': 3}
     converted = convert_mmengine_checkpoint({'meta': {}, 'param_schedulers': []})
     assert converted['meta']['converted_from'] == 'mmengine'
+
+
+# ------------------------------------------------------------------ through the Runner and the CLI
+def _runner(tmp_path, **kw):
+    from kiln.runner import Runner
+    from test_runner.toy import runner_kwargs
+    args = runner_kwargs(tmp_path, max_epochs=2, val=False,
+                         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=1e-4)),
+                         param_scheduler=[dict(type='LinearLR', start_factor=0.5, by_epoch=False, begin=0, end=3),
+                                          dict(type='MultiStepLR', milestones=[1], gamma=0.1, by_epoch=True)])
+    args.update(kw)
+    return Runner(**args)
+
+
+def test_load_from_an_mmengine_checkpoint_loads_its_weights(tmp_path):
+    from kiln.hooks import Hook
+    ref = load_mmengine_checkpoint(MMENGINE_CKPT, 'ref')['state_dict']
+    seen = {}
+
+    class Spy(Hook):
+        def before_train(self, runner):
+            seen.update({k: v.detach().clone() for k, v in runner.model.state_dict().items()})
+            seen['start'] = (runner.epoch, runner.iter)
+
+    runner = _runner(tmp_path, load_from=str(MMENGINE_CKPT), train_cfg=dict(by_epoch=True, max_epochs=1),
+                     custom_hooks=[Spy()])
+    runner.train()
+    assert seen.pop('start') == (0, 0)  # load_from takes the weights only, training starts afresh
+    for k, v in ref.items():
+        torch.testing.assert_close(seen[k], v)
+
+
+def test_resume_from_an_mmengine_checkpoint_continues_its_schedule(tmp_path):
+    import shutil
+    shutil.copy(MMENGINE_CKPT, tmp_path / 'epoch_1.pth')
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
+    ref = load_mmengine_checkpoint(MMENGINE_CKPT, 'ref')
+    seen = {}
+
+    from kiln.hooks import Hook
+
+    class Spy(Hook):
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            if not seen:
+                seen.update(epoch=runner.epoch, iter=runner.iter,
+                            lr=runner.optim_wrapper.optimizer.param_groups[0]['lr'],
+                            buf=runner.optim_wrapper.optimizer.state_dict()['state'][0]['momentum_buffer'].clone(),
+                            w=runner.model.fc.weight.detach().clone(),
+                            loss_hist=list(runner.message_hub.get_scalar('train/loss').data[0]))
+
+    runner = _runner(tmp_path, resume=True, custom_hooks=[Spy()])
+    runner.train()
+    assert (seen['epoch'], seen['iter']) == (1, 6)  # MMEngine's epoch 1 / iteration 6
+    assert seen['lr'] == pytest.approx(0.01)  # warm-up done, MultiStepLR decayed at epoch 1
+    torch.testing.assert_close(seen['buf'], ref['optimizer']['state'][0]['momentum_buffer'])
+    torch.testing.assert_close(seen['w'], ref['state_dict']['fc.weight'])
+    assert seen['loss_hist'] == pytest.approx(ref['message_hub']['log_scalars']['train/loss']['log_history'])
+    assert runner.epoch == 2 and runner.iter == 12
+
+
+def test_kiln_test_cli_evaluates_an_mmengine_checkpoint(tmp_path):
+    import subprocess
+    import sys
+    repo = Path(__file__).parents[2]
+    cfg = tmp_path / 'cellnet.py'
+    cfg.write_text(
+        "custom_imports = dict(imports=['test_runner.toy'])\n"
+        "model = dict(type='CellNet')\n"
+        "test_dataloader = dict(dataset=dict(type='BCCDCellCrops', split='val'), batch_size=4, num_workers=0,\n"
+        "                       sampler=dict(type='DefaultSampler', shuffle=False))\n"
+        "test_cfg = dict()\ntest_evaluator = dict(type='CellAccuracy')\n")
+    env = dict(__import__('os').environ, PYTHONPATH=f"{repo}:{repo / 'tests'}")
+    proc = subprocess.run([sys.executable, '-m', 'kiln.cli', 'test', str(cfg), str(MMENGINE_CKPT),
+                           '--work-dir', str(tmp_path / 'wd')], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'accuracy' in proc.stdout + proc.stderr
