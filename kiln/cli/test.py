@@ -58,9 +58,21 @@ def run(args: argparse.Namespace) -> int:
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
     with config_root(cfg):  # build errors name the config key path (model.bbox_head.loss_cls)
         runner = build_runner(cfg)
+        _load_strict(runner, args.checkpoint)
         metrics = runner.test()
     print(json.dumps(_jsonable(metrics), indent=2))
     return 0
+
+
+def _load_strict(runner: Any, checkpoint: str) -> None:
+    """Load the checkpoint with every key and shape matched: a head left with its random initialisation (other
+    ``num_classes``, other model) would be evaluated as if trained. Raises CLIError naming the keys/shapes."""
+    from kiln.checkpoint import CheckpointError
+    try:
+        runner.load_checkpoint(checkpoint, strict=True)
+    except CheckpointError as e:
+        raise CLIError(f'checkpoint {checkpoint!r} does not fit the model of the config (train it with this config, '
+                       f'or fix num_classes / the model): {e}') from e
 
 
 def _jsonable(value: Any) -> Any:
