@@ -25,6 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--show-dir', help='save drawn predictions to this directory (relative to the run\'s log '
                                       'dir); needs default_hooks.visualization in the config')
     p.add_argument('--out', help='also dump the raw predictions to this pickle file (DumpResults)')
+    p.add_argument('--tta', action='store_true', help="test-time augmentation: wrap the model in the config's "
+                   'tta_model and use tta_pipeline as the test pipeline (MMDetection\'s --tta)')
     add_cfg_options(p)
     p.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher for distributed testing')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
@@ -56,12 +58,29 @@ def run(args: argparse.Namespace) -> int:
         evaluator = cfg.get('test_evaluator')
         evaluators = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator] if evaluator else []
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
+    if args.tta:
+        _use_tta(cfg)
     with config_root(cfg):  # build errors name the config key path (model.bbox_head.loss_cls)
         runner = build_runner(cfg)
         _load_strict(runner, args.checkpoint)
         metrics = runner.test()
     print(json.dumps(_jsonable(metrics), indent=2))
     return 0
+
+
+def _use_tta(cfg: Any) -> None:
+    """``--tta``: ``model = dict(**tta_model, module=model)`` and the (innermost) test dataset's pipeline =
+    ``tta_pipeline``, as MMDetection's ``tools/test.py``. Raises CLIError when the config lacks either key."""
+    missing = [k for k in ('tta_model', 'tta_pipeline') if not cfg.get(k)]
+    if missing:
+        raise CLIError(f'--tta needs {" and ".join(missing)} in the config, e.g. tta_model = dict(type='
+                       "'DetTTAModel', tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)) "
+                       "and tta_pipeline = [LoadImageFromFile, dict(type='TestTimeAug', transforms=[...])]")
+    cfg.model = dict(**cfg.tta_model, module=cfg.model)
+    dataset = cfg.test_dataloader.dataset
+    while 'dataset' in dataset and 'pipeline' not in dataset:
+        dataset = dataset['dataset']
+    dataset['pipeline'] = cfg.tta_pipeline
 
 
 def _load_strict(runner: Any, checkpoint: str) -> None:
