@@ -1,4 +1,5 @@
 # BCCD blood-cell detection (Pascal VOC layout), vendored in data/bccd. 640x480 microscope images, 3 classes.
+# (No data_prefix: the VOC folders are under data_root itself, and a later COCO base keeps no VOC-only key.)
 dataset_type = 'VOCDataset'
 data_root = 'data/bccd/'
 metainfo = dict(
@@ -31,7 +32,6 @@ train_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='ImageSets/Main/train.txt',
-        data_prefix=dict(sub_data_root=''),
         filter_cfg=dict(filter_empty_gt=True, min_size=32),
         pipeline=train_pipeline,
         backend_args=backend_args))
@@ -46,7 +46,6 @@ val_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='ImageSets/Main/val.txt',
-        data_prefix=dict(sub_data_root=''),
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))
@@ -61,7 +60,6 @@ test_dataloader = dict(
         data_root=data_root,
         metainfo=metainfo,
         ann_file='ImageSets/Main/test.txt',
-        data_prefix=dict(sub_data_root=''),
         test_mode=True,
         pipeline=test_pipeline,
         backend_args=backend_args))

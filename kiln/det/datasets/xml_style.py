@@ -34,7 +34,7 @@ class XMLDataset(BaseDetDataset):
         <sub_data_root>/<ann_subdir>/<img_id>.xml    annotations
         <sub_data_root>/<img_subdir>/<img_id>.jpg    images
 
-    with ``sub_data_root = data_prefix['sub_data_root']`` (``''`` when absent). ``metainfo['classes']`` is
+    with ``sub_data_root = data_prefix['sub_data_root']`` (``data_root`` when absent). ``metainfo['classes']`` is
     required; objects of other classes are skipped, with one warning counting them per name, naming files and
     object indices and the closest class (``'rbc'`` -> ``'RBC'``); when that leaves a training set without
     any object, loading fails (``ValueError``). Warnings go to ``UserWarning`` and, through ``DataCheckHook``,
@@ -68,8 +68,9 @@ class XMLDataset(BaseDetDataset):
 
     @property
     def sub_data_root(self) -> str:
-        """The dataset folder holding ``img_subdir`` and ``ann_subdir`` (``data_prefix['sub_data_root']``)."""
-        return self.data_prefix.get('sub_data_root', '')
+        """The dataset folder holding ``img_subdir`` and ``ann_subdir`` (``data_prefix['sub_data_root']``, else
+        ``data_root``)."""
+        return self.data_prefix.get('sub_data_root', self.data_root or '')
 
     def load_data_list(self) -> list[dict]:
         """Read the id list ``self.ann_file`` and parse one xml per id (in list order)."""
