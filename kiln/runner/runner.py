@@ -149,8 +149,8 @@ class Runner:
                                   log_level=log_level, distributed=rank_log_files(log_level, self.cfg))
         self.message_hub = MessageHub(name=experiment_name)
         self._visualizer_cfg, self._log_level = visualizer, log_level  # for new_session()
-        self.visualizer = B.build_visualizer(visualizer, experiment_name, osp.join(self._log_dir, 'vis_data'))
-        self.log_processor = B.build_log_processor(log_processor, by_epoch=_loop_by_epoch(train_cfg))
+        self.visualizer = self.build_visualizer(visualizer)
+        self.log_processor = self.build_log_processor(log_processor)
         self._hooks: list[Any] = []
         self.register_default_hooks(default_hooks)
         self.register_custom_hooks(custom_hooks)
@@ -271,23 +271,21 @@ class Runner:
             if self._train_dataloader_src is None or self._train_cfg is None:
                 raise RuntimeError('training needs both train_dataloader and train_cfg (e.g. '
                                    'train_cfg=dict(by_epoch=True, max_epochs=12))')
-            self._train_loop = B.build_train_loop(self._train_cfg, self, self._train_dataloader_src)
+            self._train_loop = self.build_train_loop(self._train_cfg)
         return self._train_loop
 
     @property
     def val_loop(self) -> Any:
         """The val loop, or None when there is no ``val_dataloader``."""
         if self._val_loop is None and self._val_dataloader_src is not None:
-            self._val_loop = B.build_eval_loop(self._val_cfg or {}, self, self._val_dataloader_src,
-                                               self._val_evaluator, 'ValLoop')
+            self._val_loop = self.build_val_loop(self._val_cfg or {})
         return self._val_loop
 
     @property
     def test_loop(self) -> Any:
         """The test loop, or None when there is no ``test_dataloader``."""
         if self._test_loop is None and self._test_dataloader_src is not None:
-            self._test_loop = B.build_eval_loop(self._test_cfg or {}, self, self._test_dataloader_src,
-                                                self._test_evaluator, 'TestLoop')
+            self._test_loop = self.build_test_loop(self._test_cfg or {})
         return self._test_loop
 
     train_dataloader = property(lambda self: self.train_loop.dataloader)
@@ -598,8 +596,7 @@ class Runner:
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{stamp}.log'),
                                   log_level=self._log_level)
         self.message_hub = MessageHub(name=self._experiment_name)
-        self.visualizer = B.build_visualizer(S.visualizer_source(self._visualizer_cfg), self._experiment_name,
-                                             osp.join(self._log_dir, 'vis_data'))
+        self.visualizer = self.build_visualizer(S.visualizer_source(self._visualizer_cfg))
         self.visualizer.dataset_meta = meta
         if len(self.cfg) and is_main_process():
             self.visualizer.add_config(self.cfg)  # each backend run carries the config, as at start-up
@@ -624,6 +621,28 @@ class Runner:
         device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else 'cpu'
         return B.wrap_model(model.to(device), self._distributed, model_wrapper_cfg,
                             self.cfg.get('find_unused_parameters', False), self.cfg.get('sync_bn'))
+
+    def build_train_loop(self, loop: Any) -> Any:
+        """Build the train loop from ``train_cfg`` (or return a built loop) over the train dataloader source; see
+        ``kiln.runner.builders.build_train_loop``."""
+        return B.build_train_loop(loop, self, self._train_dataloader_src)
+
+    def build_val_loop(self, loop: Any) -> Any:
+        """Build the val loop from ``val_cfg`` with the val dataloader and evaluator (``ValLoop`` by default)."""
+        return B.build_eval_loop(loop, self, self._val_dataloader_src, self._val_evaluator, 'ValLoop')
+
+    def build_test_loop(self, loop: Any) -> Any:
+        """Build the test loop from ``test_cfg`` with the test dataloader and evaluator (``TestLoop`` by default)."""
+        return B.build_eval_loop(loop, self, self._test_dataloader_src, self._test_evaluator, 'TestLoop')
+
+    def build_visualizer(self, visualizer: Any = None) -> Any:
+        """Build this run's Visualizer (default ``Visualizer`` + ``LocalVisBackend``) named after the experiment,
+        writing to ``log_dir/vis_data``; a built one is returned unchanged."""
+        return B.build_visualizer(visualizer, self._experiment_name, osp.join(self._log_dir, 'vis_data'))
+
+    def build_log_processor(self, log_processor: Any) -> Any:
+        """Build the LogProcessor (its ``by_epoch`` follows ``train_cfg`` unless the config sets it)."""
+        return B.build_log_processor(log_processor, by_epoch=_loop_by_epoch(self._train_cfg))
 
     def build_evaluator(self, evaluator: Any) -> Any:
         """See ``kiln.runner.builders.build_evaluator``."""

@@ -40,6 +40,27 @@ def test_overriding_build_optim_wrapper_and_build_param_scheduler_takes_effect(t
     assert runner.calls[2:] == ['optim_wrapper', 'param_scheduler']
 
 
+def test_every_part_is_built_through_an_overridable_method(tmp_path):
+    built = []
+
+    class Recording(Runner):
+        pass
+
+    for name in ('build_model', 'wrap_model', 'build_dataloader', 'build_train_loop', 'build_val_loop',
+                 'build_evaluator', 'build_optim_wrapper', 'build_param_scheduler', 'build_visualizer',
+                 'build_log_processor'):
+        def method(self, *args, _name=name, **kwargs):
+            built.append(_name)
+            return getattr(Runner, _name)(self, *args, **kwargs) if _name != 'build_dataloader' else \
+                Runner.build_dataloader(*args, **kwargs)
+        setattr(Recording, name, method)
+    runner = Recording(**runner_kwargs(tmp_path, max_epochs=1))
+    runner.train()
+    assert sorted(set(built)) == sorted(['build_model', 'wrap_model', 'build_dataloader', 'build_train_loop',
+                                         'build_val_loop', 'build_evaluator', 'build_optim_wrapper',
+                                         'build_param_scheduler', 'build_visualizer', 'build_log_processor'])
+
+
 def test_state_dict_round_trip_between_runners(tmp_path):
     a = Runner(**runner_kwargs(tmp_path / 'a', max_epochs=2, val=False,
                                model=dict(type='CellNet', dropout=0.5)))
