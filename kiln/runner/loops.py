@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from kiln.dataset.loader import get_sampler
 from kiln.hooks.hook import stage_methods
-from kiln.hooks.sampler_seed_hook import get_sampler
 from kiln.registry import LOOPS
 
 from .val_loss import LossAverager, compute_batch_loss
