@@ -440,11 +440,11 @@ def export_onnx(config: Any, checkpoint: str | os.PathLike | None, out_file: str
     Raises:
         ValueError: a bad ``img_size`` / ``opset``; NotImplementedError: an unsupported detector.
     """
+    if opset < 16:
+        raise ValueError(f'opset must be >= 16 (RoiAlign with half-pixel coordinates), got {opset}')
     import onnx
 
     from kiln.config import Config
-    if opset < 16:
-        raise ValueError(f'opset must be >= 16 (RoiAlign with half-pixel coordinates), got {opset}')
     cfg = Config.fromfile(os.fspath(config)) if isinstance(config, (str, os.PathLike)) else config
     if model is None:
         model, cfg, dataset_meta = load_detector(cfg, checkpoint)
