@@ -413,12 +413,13 @@ class Runner:
 
     # ----------------------------------------------------------------------------- state (checkpoints)
     def state_dict(self, save_optimizer: bool = True, save_param_scheduler: bool = True,
-                   meta: dict | None = None) -> dict:
+                   meta: dict | None = None, include_weights: bool = True) -> dict:
         """Everything a restart needs, as the checkpoint dict (layout in docs/checkpoints.md): ``meta`` (epoch /
         iter to resume from, seed, versions, config text, dataset meta, experiment name, time, plus ``meta``),
         ``state_dict`` (CPU copies of the unwrapped model's tensors; FSDP: gathered, a collective),
         ``optimizer`` / ``param_schedulers`` (when asked for and built), ``message_hub``, ``hooks`` (non-empty
         hook states) and ``rng_state`` (Python, NumPy, torch generators). Only tensors and plain containers.
+        ``include_weights=False`` leaves out ``state_dict`` (a sharded checkpoint writes the weights itself).
         """
         import kiln
         loop = self._train_loop
@@ -429,7 +430,9 @@ class Runner:
                          dataset_meta=dataset_meta((self._train_loop, self._val_loop, self._test_loop)),
                          experiment_name=self._experiment_name,
                          time=time.strftime('%Y%m%d_%H%M%S', time.localtime()))
-        state: dict[str, Any] = dict(meta=full_meta, state_dict=weights_to_cpu(get_state_dict(self.model)))
+        state: dict[str, Any] = dict(meta=full_meta)
+        if include_weights:
+            state['state_dict'] = weights_to_cpu(get_state_dict(self.model))
         if save_optimizer and self._optim_wrapper is not None:
             state['optimizer'] = self._optim_wrapper.state_dict()
         if save_param_scheduler and self._param_schedulers:
@@ -452,12 +455,17 @@ class Runner:
         """
         check_training_checkpoint(state, source)
         apply_weights(self.model, state, strict=True, logger=self.logger, source=source)
+        if resume_optimizer and 'optimizer' in state and self._optim_wrapper is not None:
+            self._optim_wrapper.load_state_dict(state['optimizer'])
+        self._load_run_state(state, resume_param_scheduler)
+
+    def _load_run_state(self, state: dict, resume_param_scheduler: bool = True) -> None:
+        """Everything of ``load_state_dict`` but the weights and the optimizer: loop position, message hub,
+        schedulers, hook states, RNG states."""
         meta = state['meta']
         self.train_loop.load_progress(meta.get('epoch', 0), meta.get('iter', 0))
         if 'message_hub' in state:
             self.message_hub.load_state_dict(state['message_hub'])
-        if resume_optimizer and 'optimizer' in state and self._optim_wrapper is not None:
-            self._optim_wrapper.load_state_dict(state['optimizer'])
         if resume_param_scheduler and 'param_schedulers' in state and self._param_schedulers:
             load_scheduler_states(self._param_schedulers, state['param_schedulers'])
         load_hook_states(self._hooks, state.get('hooks', {}))
@@ -470,9 +478,24 @@ class Runner:
         self._source.ready_model = unwrap_model(self.model)  # loaded weights must not be re-initialised later
 
     def save_checkpoint(self, out_dir: str, filename: str, save_optimizer: bool = True,
-                        save_param_scheduler: bool = True, meta: dict | None = None) -> None:
+                        save_param_scheduler: bool = True, meta: dict | None = None, sharded: bool = False) -> None:
         """Write ``out_dir/filename`` (rank 0 only) after the ``before_save_checkpoint`` hooks; the content is
-        ``state_dict()``. ``meta`` adds keys to the checkpoint's meta."""
+        ``state_dict()``. ``meta`` adds keys to the checkpoint's meta.
+
+        ``sharded=True`` writes a ``torch.distributed.checkpoint`` directory instead (``filename`` conventionally
+        ends in ``.dcp``): every rank writes its own shards of the weights and optimizer state, nothing is
+        gathered (a collective: call it on every rank); the rest of ``state_dict()`` goes beside them
+        (``kiln.checkpoint.sharded``). ``resume()`` reads it back with any number of ranks.
+        """
+        if sharded:
+            from kiln.checkpoint.sharded import save_sharded_checkpoint
+            extra = self.state_dict(False, save_param_scheduler, meta, include_weights=False)
+            extra['meta']['sharded'] = True
+            if is_main_process():
+                self.call_hook('before_save_checkpoint', checkpoint=extra)
+            save_sharded_checkpoint(osp.join(out_dir, filename), self.model,
+                                    self._optim_wrapper if save_optimizer else None, extra)
+            return
         if not is_main_process() and not needs_all_ranks_to_save(self.model):
             return
         checkpoint = self.state_dict(save_optimizer, save_param_scheduler, meta)  # FSDP: gathers shards
@@ -508,6 +531,17 @@ class Runner:
         Raises:
             KeyError: the file is not a training checkpoint (no ``meta``).
         """
+        from kiln.checkpoint.sharded import is_sharded_checkpoint, load_sharded_checkpoint
+        if is_sharded_checkpoint(filename):  # weights + optimizer resharded onto this run's ranks
+            checkpoint = load_sharded_checkpoint(filename, self.model,
+                                                 self._optim_wrapper if resume_optimizer else None)
+            self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+            seed = checkpoint.get('meta', {}).get('seed')
+            if seed is not None and seed != self._seed:
+                self._reseed(seed)
+            self._load_run_state(checkpoint, resume_param_scheduler)
+            self.logger.info(f'resumed from sharded checkpoint {filename} at epoch {self.epoch}, iter {self.iter}')
+            return
         checkpoint = read_checkpoint(filename, map_location)
         check_training_checkpoint(checkpoint, str(filename))
         self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
