@@ -96,7 +96,7 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], out_file: s
         percent = np.where(sums > 0, matrix / np.maximum(sums, 1) * 100, np.nan)
     n = len(labels)
     size = max(4.0, 0.75 * n + 2)
-    fig = _figure(size + 1, size, dpi=150)
+    fig = _figure(size + 1, size, dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(percent, cmap=cmap, vmin=0, vmax=100)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='% of the ground-truth row')
@@ -147,6 +147,9 @@ def plot_scalar_curves(series: Sequence[dict], out_file: str | os.PathLike, titl
         style = dict(marker='o', markersize=4) if len(x) <= 50 else {}
         ax.plot(x, y, linewidth=1.2, label=s['label'], **style)
         ax.set_xlabel(s.get('xlabel', 'step'))
+        if s.get('xlabel') == 'epoch':
+            from matplotlib.ticker import MaxNLocator
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(s['key'])
         ax.grid(True, alpha=0.3)
     for ax in axes:
