@@ -284,6 +284,7 @@ class CheckpointHook(Hook):
         drop = kept[:-self.max_keep_ckpts] if self.max_keep_ckpts > 0 else []
         kept = kept[len(drop):]
         old, self.saved = self.saved, kept
+        _check_finite(runner)  # on every rank (the losses are averaged over ranks): all stop together
         self._marking = val_pending
         try:
             runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
@@ -312,6 +313,7 @@ class CheckpointHook(Hook):
         self.best_score[key] = score
         self.best_ckpt[key] = path
         runner.message_hub.update_info(f'best_score/{key}', score)
+        _check_finite(runner)
         runner.save_checkpoint(self._out_dir, filename, save_optimizer=False, save_param_scheduler=False)
         if is_main_process() and old is not None and old != path and _same_dir(_dirname(old), self._out_dir):
             _remove(old)  # a best file of another directory (a resumed copy's original) is left alone
@@ -324,6 +326,14 @@ def _is_url(path: str) -> bool:
 
 def _join(directory: str, name: str) -> str:
     return f"{directory.rstrip('/')}/{name}" if _is_url(directory) else osp.join(directory, name)
+
+
+def _check_finite(runner: Runner) -> None:
+    """The train loop's loss check (``train_cfg.check_finite``), before a checkpoint is written; the weights are
+    checked too, on the saving rank, in ``before_save_checkpoint``."""
+    loop = runner.train_loop
+    if hasattr(loop, 'assert_finite'):
+        loop.assert_finite()
 
 
 def _dirname(path: str) -> str:
