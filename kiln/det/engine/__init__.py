@@ -1,4 +1,4 @@
 """Detection engine parts: hooks."""
-from .hooks import DetVisualizationHook
+from .hooks import DetAnalysisHook, DetVisualizationHook
 
-__all__ = ['DetVisualizationHook']
+__all__ = ['DetAnalysisHook', 'DetVisualizationHook']
