@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ['get_logger', 'close_logger', 'print_log']
+__all__ = ['MMLogger', 'get_logger', 'close_logger', 'print_log']
 
 _DATEFMT = '%m/%d %H:%M:%S'
 _FMT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
@@ -23,6 +23,24 @@ class _KilnFormatter(logging.Formatter):
         if record.levelno >= logging.ERROR:
             return self._err.format(record)
         return super().format(record)
+
+
+class MMLogger(logging.Logger):
+    """kiln's logger class (MMEngine's name): a plain :class:`logging.Logger` made by :func:`get_logger`.
+
+    There is no global registry of loggers: :meth:`get_current_instance` returns the logger of the Runner
+    running in this context (see :mod:`kiln.logging.current`).
+    """
+
+    @classmethod
+    def get_current_instance(cls) -> logging.Logger:
+        """The logger of the running Runner (``runner.logger``).
+
+        Raises:
+            RuntimeError: No Runner is running.
+        """
+        from .current import current_runner
+        return current_runner('MMLogger.get_current_instance()').logger
 
 
 def _level(log_level: int | str) -> int:
@@ -66,7 +84,7 @@ def get_logger(name: str, log_file: str | Path | None = None, log_level: int | s
     if file_mode not in ('w', 'a'):
         raise ValueError(f"get_logger: file_mode must be 'w' or 'a', got {file_mode!r}")
     rank = get_rank()
-    logger = logging.Logger(name, level=level)
+    logger = MMLogger(name, level=level)
     logger.propagate = False
     formatter = _KilnFormatter()
 
@@ -103,14 +121,20 @@ def print_log(msg: str, logger: logging.Logger | str | None = None,
 
     Args:
         msg: The message.
-        logger: A ``logging.Logger`` (logs at ``level``); ``None`` or any string other
-            than ``'silent'`` prints to stdout (kiln keeps no global "current" logger, so
-            MMEngine's ``'current'`` falls back to printing); ``'silent'`` drops it.
+        logger: A ``logging.Logger`` (logs at ``level``); ``'current'``: the logger of the
+            Runner running in this context (printed to stdout when no Runner is running);
+            ``None`` or any other string except ``'silent'`` prints to stdout; ``'silent'``
+            drops it.
         level: ``logging`` level used with a Logger.
 
     Raises:
         TypeError: ``logger`` is of another type.
     """
+    if logger == 'current':
+        from .current import get_current_runner
+        runner = get_current_runner()
+        if runner is not None:
+            logger = runner.logger
     if isinstance(logger, logging.Logger):
         logger.log(level, msg)
     elif logger is None or (isinstance(logger, str) and logger != 'silent'):

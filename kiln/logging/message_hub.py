@@ -46,6 +46,17 @@ class MessageHub:
         for key in list(self._log_scalars) + list(self._runtime_info):
             self._resumed_keys.setdefault(key, True)
 
+    @classmethod
+    def get_current_instance(cls) -> 'MessageHub':
+        """The message hub of the Runner running in this context (MMEngine's accessor, scoped to the running
+        ``train()`` / ``val()`` / ``test()``; see :mod:`kiln.logging.current`).
+
+        Raises:
+            RuntimeError: No Runner is running.
+        """
+        from .current import current_runner
+        return current_runner('MessageHub.get_current_instance()').message_hub
+
     # ------------------------------------------------------------------ scalars
     def update_scalar(self, key: str, value: float | torch.Tensor, count: float = 1,
                       resumed: bool = True) -> None:

@@ -25,6 +25,7 @@ from kiln.config import Config
 from kiln.dataset import build_dataloader, get_sampler
 from kiln.dist import get_dist_info, is_main_process, rank_log_files
 from kiln.logging import MessageHub, close_logger, get_logger
+from kiln.logging.current import scoped
 from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save, unwrap_model
 from kiln.registry import RUNNERS, init_default_scope
 
@@ -293,6 +294,7 @@ class Runner:
     test_dataloader = property(lambda self: _require(self.test_loop, 'test_dataloader').dataloader)
 
     # -------------------------------------------------------------------------------------- running
+    @scoped  # MessageHub / MMLogger / Visualizer.get_current_instance() return this runner's parts
     def train(self) -> nn.Module:
         """Train (see the class docstring for the order of the steps); returns the model.
 
@@ -327,10 +329,12 @@ class Runner:
         self.call_hook('after_run')
         return model
 
+    @scoped
     def val(self) -> dict:
         """Run the val loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
         return self._evaluate(_require(self.val_loop, 'val_dataloader and val_evaluator'))
 
+    @scoped
     def test(self) -> dict:
         """Run the test loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
         return self._evaluate(_require(self.test_loop, 'test_dataloader and test_evaluator'))

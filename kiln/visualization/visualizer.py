@@ -71,6 +71,17 @@ class Visualizer:
         if image is not None:
             self.set_image(image)
 
+    @classmethod
+    def get_current_instance(cls) -> 'Visualizer':
+        """The visualizer of the Runner running in this context (MMEngine's accessor, scoped to the running
+        ``train()`` / ``val()`` / ``test()``; see :mod:`kiln.logging.current`).
+
+        Raises:
+            RuntimeError: No Runner is running.
+        """
+        from kiln.logging.current import current_runner
+        return current_runner(f'{cls.__name__}.get_current_instance()').visualizer
+
     def _build_backends(self, vis_backends: Any) -> None:
         if vis_backends is None:
             return
