@@ -104,3 +104,28 @@ def test_cli_with_pred_file(bccd_test, tmp_path):
     summary = json.loads((show / 'image_ap.json').read_text())
     assert len(summary['images']) == N and summary['good'][0]['mAP'] == 1.0 and summary['bad'][0]['mAP'] == 0.0
     assert f'{best}.jpg 1.000' in r.stdout and f'{worst}.jpg 0.000' in r.stdout
+
+
+def test_cli_with_checkpoint_runs_the_model(tmp_path, capsys):
+    """CHECKPOINT mode: the (randomly initialised, saved) FCOS of the BCCD config runs on 2 test images through
+    Runner.test(); both images are ranked, drawn and listed."""
+    import torch
+
+    from kiln.cli.main import main
+    from kiln.config import Config
+    from kiln.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(str(CONFIG))
+    init_default_scope('kiln.det')
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'fcos.pth'
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict(), 'meta': {}}, ckpt)
+    show = tmp_path / 'show'
+    assert main(['analyze-results', str(CONFIG), str(ckpt), '--topk', '1', '--show-dir', str(show),
+                 '--cfg-options', 'test_dataloader.dataset.indices=2',
+                 f'test_dataloader.dataset.data_root={REPO / "data" / "bccd"}/']) == 0
+    summary = json.loads((show / 'image_ap.json').read_text())
+    assert [Path(i['img_path']).stem for i in summary['images']] == ['BloodImage_00007', 'BloodImage_00011']
+    assert len(list((show / 'good').iterdir())) == len(list((show / 'bad').iterdir())) == 1
+    assert '2 images, mean per-image mAP' in capsys.readouterr().out
+    assert main(['analyze-results', str(CONFIG)]) == 2
+    assert 'give either a CHECKPOINT or --pred FILE' in capsys.readouterr().err
