@@ -10,7 +10,9 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'),
     # dataset warnings into the log file; model num_classes == len(classes) (kiln.det.engine.hooks)
-    data_check=dict(type='DataCheckHook'))
+    data_check=dict(type='DataCheckHook'),
+    # after `kiln test`: PR curves + confusion matrix in <work_dir>/<timestamp>/analysis (docs/det_analysis.md)
+    analysis=dict(type='DetAnalysisHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

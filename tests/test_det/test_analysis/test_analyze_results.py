@@ -106,7 +106,7 @@ def test_cli_with_pred_file(bccd_test, tmp_path):
     assert f'{best}.jpg 1.000' in r.stdout and f'{worst}.jpg 0.000' in r.stdout
 
 
-def test_cli_with_checkpoint_runs_the_model(tmp_path, capsys):
+def test_cli_with_checkpoint_runs_the_model(bccd_test, tmp_path, capsys):
     """CHECKPOINT mode: the (randomly initialised, saved) FCOS of the BCCD config runs on 2 test images through
     Runner.test(); both images are ranked, drawn and listed."""
     import torch
@@ -127,5 +127,10 @@ def test_cli_with_checkpoint_runs_the_model(tmp_path, capsys):
     assert [Path(i['img_path']).stem for i in summary['images']] == ['BloodImage_00007', 'BloodImage_00011']
     assert len(list((show / 'good').iterdir())) == len(list((show / 'bad').iterdir())) == 1
     assert '2 images, mean per-image mAP' in capsys.readouterr().out
+    # the config's default_hooks.analysis (DetAnalysisHook) wrote its files during Runner.test()
+    cm = json.loads(next(show.glob('*/analysis/confusion_matrix.json')).read_text())
+    n_gt = sum(len(gt_arrays(r)[1]) for r in bccd_test[:2])
+    assert np.sum(cm['matrix'], axis=1)[:3].sum() >= n_gt  # every ground-truth box is counted at least once
+    assert next(show.glob('*/analysis/pr_curves.png')).stat().st_size > 10_000
     assert main(['analyze-results', str(CONFIG)]) == 2
     assert 'give either a CHECKPOINT or --pred FILE' in capsys.readouterr().err

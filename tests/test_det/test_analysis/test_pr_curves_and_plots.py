@@ -105,8 +105,9 @@ def test_hook_writes_analysis_after_test(samples, tmp_path):
     hook = DetAnalysisHook(score_thr=0.5)
     logger = logging.getLogger('test_det_analysis_hook')
     runner = SimpleNamespace(log_dir=str(tmp_path / '20260101_000000'), logger=logger,
-                             test_dataloader=SimpleNamespace(dataset=list(range(len(samples)))),
-                             test_evaluator=SimpleNamespace(dataset_meta=dict(classes=CLASSES)))
+                             test_loop=SimpleNamespace(
+                                 dataloader=SimpleNamespace(dataset=list(range(len(samples)))),
+                                 evaluator=SimpleNamespace(dataset_meta=dict(classes=CLASSES))))
     hook.before_test_epoch(runner)
     for k in range(0, len(samples), 8):
         batch = []
@@ -128,3 +129,22 @@ def test_hook_writes_analysis_after_test(samples, tmp_path):
     assert not (out / 'val').exists()
     with pytest.raises(ValueError, match='score_thr must be in'):
         DetAnalysisHook(score_thr=3)
+
+
+def test_hook_without_ground_truth_warns_and_writes_nothing(samples, tmp_path, caplog):
+    hook = DetAnalysisHook()
+    logger = logging.getLogger('test_det_analysis_hook_nogt')
+    runner = SimpleNamespace(log_dir=str(tmp_path), logger=logger,
+                             test_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=[0, 1]),
+                                                       evaluator=SimpleNamespace(dataset_meta=dict(classes=CLASSES))))
+    batch = []
+    for s in samples[:2]:  # images without annotations (e.g. a challenge test split)
+        ds = DetDataSample(metainfo=dict(img_id=s['img_id'], ori_shape=s['ori_shape']))
+        ds.pred_instances = InstanceData(**s['pred_instances'])
+        batch.append(ds)
+    hook.before_test_epoch(runner)
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        hook.after_test_iter(runner, 0, None, batch)
+        hook.after_test_epoch(runner, {})
+    assert 'DetAnalysisHook: no analysis for this run' in caplog.text and 'neither "instances"' in caplog.text
+    assert not (tmp_path / 'analysis').exists()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os.path as osp
 from typing import Any, Sequence
 
-from kiln.dist import collect_results, is_main_process
+from kiln.dist import all_gather_object, collect_results, is_main_process
 from kiln.hooks import Hook
 from kiln.registry import HOOKS
 
@@ -32,8 +32,10 @@ class DetAnalysisHook(Hook):
       ``score_thr``, matched to ground truth at IoU >= ``tp_iou_thr``; last row / column = background).
 
     The ground truth is the samples' ``instances`` metainfo (the dataset records, kept by ``PackDetInputs``) or
-    their ``gt_instances``; predictions are ``pred_instances`` in the original image. In distributed runs the
-    samples are gathered and rank 0 writes. Use it from a config::
+    their ``gt_instances``; predictions are ``pred_instances`` in the original image. Samples without ground
+    truth (a test set without annotations) turn the analysis off for that run, with a warning. In distributed
+    runs the samples are gathered and rank 0 writes. kiln's ``configs/_base_/default_runtime.py`` enables it as
+    ``default_hooks.analysis`` (set it to None to turn it off); elsewhere add it to a config::
 
         custom_hooks = [dict(type='DetAnalysisHook', score_thr=0.3, tp_iou_thr=0.5)]
 
@@ -65,39 +67,50 @@ class DetAnalysisHook(Hook):
         self.out_dir = out_dir
         self.backend = backend
         self._items: list[tuple[dict, dict]] = []
+        self._skip: str | None = None  # why this epoch is not analysed (samples without ground truth)
 
     # ------------------------------------------------------------------ collection
-    def _collect(self, outputs: Sequence[Any] | None) -> None:
+    def _collect(self, runner: Any, outputs: Sequence[Any] | None) -> None:
+        if self._skip is not None:
+            return
         for sample in outputs or ():
-            self._items.append((gt_from_sample(sample), pred_from_sample(sample)))
+            try:
+                self._items.append((gt_from_sample(sample), pred_from_sample(sample)))
+            except (KeyError, ValueError) as e:  # e.g. a test set without annotations: nothing to analyse
+                self._skip = str(e)
+                self._items = []
+                runner.logger.warning(f'DetAnalysisHook: no analysis for this run ({e})')
+                return
 
     def before_test_epoch(self, runner: Any) -> None:
-        self._items = []
+        self._items, self._skip = [], None
 
     def before_val_epoch(self, runner: Any) -> None:
-        self._items = []
+        self._items, self._skip = [], None
 
     def after_test_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                         outputs: Sequence[Any] | None = None) -> None:
         if self.test:
-            self._collect(outputs)
+            self._collect(runner, outputs)
 
     def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None,
                        outputs: Sequence[Any] | None = None) -> None:
         if self.val:
-            self._collect(outputs)
+            self._collect(runner, outputs)
 
     # ------------------------------------------------------------------ writing
     def after_test_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         if self.test:
-            self._write(runner, runner.test_dataloader, runner.test_evaluator, '')
+            self._write(runner, runner.test_loop, '')
 
     def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
         if self.val:
-            self._write(runner, runner.val_dataloader, runner.val_evaluator, 'val')
+            self._write(runner, runner.val_loop, 'val')
 
-    def _write(self, runner: Any, dataloader: Any, evaluator: Any, sub: str) -> None:
-        items = collect_results(self._items, len(dataloader.dataset))
+    def _write(self, runner: Any, loop: Any, sub: str) -> None:
+        dataloader, evaluator = loop.dataloader, getattr(loop, 'evaluator', None)
+        skipped = all_gather_object(self._skip is not None)  # every rank takes part in the gathers
+        items = None if any(skipped) else collect_results(self._items, len(dataloader.dataset))
         self._items = []
         if not is_main_process() or not items:
             return
