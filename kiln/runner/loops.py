@@ -195,8 +195,12 @@ class _TrainLoop(BaseLoop):
         """
         if not self._finite_interval:
             return
-        terms = {k: v for k, v in (self._outputs or {}).items()
-                 if isinstance(v, torch.Tensor) and v.numel() == 1}
+        outputs = self._outputs or {}
+        total = outputs.get('loss')
+        if state_dict is None and isinstance(total, torch.Tensor) and total.numel() == 1 \
+                and math.isfinite(total.item()):
+            return  # fast path: the total is the sum of every loss term, so all of them are finite
+        terms = {k: v for k, v in outputs.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
         bad: list[str] = []
         if terms:
             values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
