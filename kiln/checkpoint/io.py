@@ -264,11 +264,13 @@ def _join_path(directory: str, name: str) -> str:
 
 
 def _exists(path: str) -> bool:
+    """A checkpoint file, or a sharded checkpoint directory (``kiln.checkpoint.sharded``), exists at ``path``."""
     if _is_url(path):
         import fsspec
         fs, p = fsspec.core.url_to_fs(path)
         return fs.isfile(p)
-    return os.path.isfile(_local(path))
+    local = _local(path)
+    return os.path.isfile(local) or os.path.isfile(os.path.join(local, '.metadata'))
 
 
 def _read_text(path: str) -> str:

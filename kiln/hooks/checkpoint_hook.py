@@ -76,6 +76,10 @@ class CheckpointHook(Hook):
             each best checkpoint holding only these top-level keys (e.g. ``['meta', 'state_dict']``; ``True``
             means those two), named ``<stem>-<first 8 hex digits of its sha256>.pth`` next to the original
             (MMEngine renames the original; kiln keeps it so ``last_checkpoint`` stays valid).
+        sharded: write the periodic checkpoints as ``torch.distributed.checkpoint`` directories
+            (``epoch_N.dcp`` / ``iter_N.dcp``): with FSDP every rank writes its own shards, nothing is gathered;
+            ``resume`` reads them back with any number of ranks (``kiln.checkpoint.sharded``). Best checkpoints
+            and published copies stay single files (gathered). Local paths only.
 
     ``out_dir`` may be an fsspec URL (``s3://bucket/ckpts``, ``memory://x``...): checkpoints are written and
     old ones removed through fsspec; ``work_dir/last_checkpoint`` then holds the URL.
@@ -93,7 +97,9 @@ class CheckpointHook(Hook):
                  save_last: bool = True, save_best: str | list[str] | None = None,
                  rule: str | list[str] | None = None, filename_tmpl: str | None = None,
                  save_begin: int = 0, published_keys: list[str] | str | bool | None = None,
-                 greater_keys: list[str] | str | None = None, less_keys: list[str] | str | None = None) -> None:
+                 greater_keys: list[str] | str | None = None, less_keys: list[str] | str | None = None,
+                 sharded: bool = False) -> None:
+        self.sharded = bool(sharded)
         self.greater_keys = [greater_keys] if isinstance(greater_keys, str) else list(greater_keys or [])
         self.less_keys = [less_keys] if isinstance(less_keys, str) else list(less_keys or [])
         if published_keys is True:
@@ -110,7 +116,8 @@ class CheckpointHook(Hook):
         self.max_keep_ckpts = max_keep_ckpts
         self.save_last = save_last
         self.save_begin = save_begin
-        self.filename_tmpl = filename_tmpl or ('epoch_{}.pth' if by_epoch else 'iter_{}.pth')
+        ext = '.dcp' if self.sharded else '.pth'
+        self.filename_tmpl = filename_tmpl or (f'epoch_{{}}{ext}' if by_epoch else f'iter_{{}}{ext}')
         self.save_best = [save_best] if isinstance(save_best, str) else list(save_best or [])
         rules = [rule] * len(self.save_best) if rule is None or isinstance(rule, str) else list(rule)
         if len(rules) != len(self.save_best):
@@ -205,6 +212,9 @@ class CheckpointHook(Hook):
             from kiln.checkpoint import publish_checkpoint
             sources = ([self.saved[-1]] if self.save_last and self.saved else []) + list(self.best_ckpt.values())
             for src in dict.fromkeys(sources):
+                if not _is_url(src) and osp.isdir(src):  # a sharded checkpoint: gather its weights first
+                    from kiln.checkpoint.sharded import consolidate_sharded_checkpoint
+                    src = consolidate_sharded_checkpoint(src, osp.splitext(src)[0] + '.pth')
                 self.published.append(publish_checkpoint(src, keys=self.published_keys, logger=runner.logger))
         self._out_dir = None  # best checkpoints are only saved while training
         self._pending = None
@@ -276,7 +286,7 @@ class CheckpointHook(Hook):
         if update:
             runner.logger.info(f'Updating checkpoint {filename} with the state after the validation')
             runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
-                                   save_param_scheduler=self.save_param_scheduler)
+                                   save_param_scheduler=self.save_param_scheduler, **self._format())
             return
         runner.logger.info(f'Saving checkpoint at {step} {unit}')
         # the list the new file records already holds the file itself (a resume from it counts it)
@@ -288,7 +298,7 @@ class CheckpointHook(Hook):
         self._marking = val_pending
         try:
             runner.save_checkpoint(self._out_dir, filename, save_optimizer=self.save_optimizer,
-                                   save_param_scheduler=self.save_param_scheduler)
+                                   save_param_scheduler=self.save_param_scheduler, **self._format())
         except BaseException:
             self.saved = old  # nothing was written: nothing is rotated
             raise
@@ -300,6 +310,9 @@ class CheckpointHook(Hook):
         for stale in drop:
             if _same_dir(_dirname(stale), self._out_dir):  # never outside this run's directory
                 _remove(stale)
+
+    def _format(self) -> dict:
+        return dict(sharded=True) if self.sharded else {}
 
     def _update_best(self, runner: Runner, key: str, rule: str, score: float) -> None:
         best = self.best_score.get(key)
@@ -387,7 +400,10 @@ def _remove(path: str) -> None:
         if _is_url(path):
             import fsspec
             fs, p = fsspec.core.url_to_fs(path)
-            fs.rm(p)
+            fs.rm(p, recursive=True)
+        elif osp.isdir(path):  # a sharded checkpoint directory
+            import shutil
+            shutil.rmtree(path)
         else:
             os.remove(path)
     except FileNotFoundError:

@@ -71,3 +71,30 @@ def test_sharded_runner_checkpoint_resumes_on_one_process(tmp_path):
     for name, buf in seen['momentum'].items():
         torch.testing.assert_close(buf, full['optimizer']['state'][name]['momentum_buffer'], rtol=0, atol=0)
     assert full['meta']['iter'] == 4
+
+
+def test_checkpoint_hook_writes_rotates_resumes_and_publishes_sharded_checkpoints(tmp_path):
+    hook = dict(type='CheckpointHook', interval=2, by_epoch=False, sharded=True, max_keep_ckpts=2,
+                published_keys=True)
+    runner = Runner(**_kwargs(tmp_path, train_cfg=dict(by_epoch=False, max_iters=6),
+                              default_hooks=dict(checkpoint=hook)))
+    runner.train()
+    dirs = sorted(p.name for p in tmp_path.glob('iter_*.dcp'))
+    assert dirs == ['iter_4.dcp', 'iter_6.dcp']  # iter_2.dcp rotated away (a directory)
+    assert (tmp_path / 'last_checkpoint').read_text().strip().endswith('iter_6.dcp')
+    published = list(tmp_path.glob('iter_6-*.pth'))
+    assert len(published) == 1
+    weights = torch.load(published[0], weights_only=True)['state_dict']
+    for k, v in runner.model.state_dict().items():
+        torch.testing.assert_close(weights[k], v, rtol=0, atol=0)
+    started = []
+
+    class Start(Hook):
+        def before_train(self, runner):
+            started.append(runner.iter)
+
+    resumed = Runner(**_kwargs(tmp_path, resume=True, train_cfg=dict(by_epoch=False, max_iters=8),
+                               default_hooks=dict(checkpoint=hook), custom_hooks=[Start()]))
+    resumed.train()
+    assert started == [6] and resumed.iter == 8  # resumed from the sharded directory
+    assert sorted(p.name for p in tmp_path.glob('iter_*.dcp')) == ['iter_6.dcp', 'iter_8.dcp']
