@@ -134,6 +134,9 @@ def main(out_dir):
     (out / f'rank{a.rank}.json').write_text(json.dumps(result))
     for r in (a, b, c, d, e, s, f):
         r.close()
+    # Both ranks reach this point before either tears the group down: a rank that exits while its peer is still
+    # inside the last collective closes the gloo connection under it, and gloo aborts the peer (SIGABRT).
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
