@@ -91,6 +91,9 @@ class BaseVisBackend:
     def add_config(self, config: Any, **kwargs: Any) -> None:
         """Record the run's config (``config.pretty_text`` when it has one, else ``str``)."""
 
+    def add_graph(self, model: Any, data_batch: Any = None, **kwargs: Any) -> None:
+        """Record the model (e.g. W&B watches it); nothing by default."""
+
     def add_image(self, name: str, image: np.ndarray, step: int = 0, **kwargs: Any) -> None:
         """Record an (H, W, 3) uint8 RGB image."""
 

@@ -369,6 +369,11 @@ class Visualizer:
         for backend in self._vis_backends.values():
             backend.add_config(config, **kwargs)
 
+    def add_graph(self, model: Any, data_batch: Any = None, **kwargs: Any) -> None:
+        """Send the model to every backend (only some record it, e.g. ``WandbVisBackend`` watches it)."""
+        for backend in self._vis_backends.values():
+            backend.add_graph(model, data_batch, **kwargs)
+
     def add_image(self, name: str, image: np.ndarray, step: int = 0) -> None:
         """Send an (H, W, 3) uint8 RGB image to every backend."""
         for backend in self._vis_backends.values():
