@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    'tta_model and use tta_pipeline as the test pipeline (MMDetection\'s --tta)')
     add_cfg_options(p)
     p.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher for distributed testing')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no live progress display for validation / test (plain log lines only)')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -42,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f'checkpoint file {args.checkpoint!r} does not exist')
     cfg = load_config(args.config, args.cfg_options, command='test')
     cfg.launcher = args.launcher
+    from kiln.logging.progress import add_progress_hook
+    add_progress_hook(cfg, enabled=not args.no_progress)  # shown only when stdout is a terminal
     set_work_dir(cfg, args.work_dir, args.config)
     cfg.load_from = args.checkpoint
     cfg.resume = False

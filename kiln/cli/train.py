@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help='scale the learning rate by total batch size / auto_scale_lr.base_batch_size')
     add_cfg_options(p)
     p.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher for distributed training')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no live progress display for validation / test (plain log lines only)')
     p.add_argument('--local-rank', '--local_rank', type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     return p
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     cfg = load_config(args.config, args.cfg_options, command='train')
     cfg.launcher = args.launcher
+    from kiln.logging.progress import add_progress_hook
+    add_progress_hook(cfg, enabled=not args.no_progress)  # shown only when stdout is a terminal
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         optim_wrapper = cfg.get('optim_wrapper')
