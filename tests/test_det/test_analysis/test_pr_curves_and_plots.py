@@ -148,3 +148,22 @@ def test_hook_without_ground_truth_warns_and_writes_nothing(samples, tmp_path, c
         hook.after_test_epoch(runner, {})
     assert 'DetAnalysisHook: no analysis for this run' in caplog.text and 'neither "instances"' in caplog.text
     assert not (tmp_path / 'analysis').exists()
+
+
+def test_hook_val_option_writes_analysis_val(samples, tmp_path):
+    hook = DetAnalysisHook(val=True, test=False)
+    runner = SimpleNamespace(log_dir=str(tmp_path), logger=logging.getLogger('test_det_analysis_hook_val'),
+                             val_loop=SimpleNamespace(dataloader=SimpleNamespace(dataset=[0] * 8),
+                                                      evaluator=SimpleNamespace(dataset_meta=dict(classes=CLASSES))))
+    batch = []
+    for s in samples[:8]:
+        ds = DetDataSample(metainfo={m: s[m] for m in ('img_id', 'img_path', 'ori_shape', 'instances')})
+        ds.pred_instances = InstanceData(**s['pred_instances'])
+        batch.append(ds)
+    hook.before_val_epoch(runner)
+    hook.after_val_iter(runner, 0, None, batch)
+    hook.after_test_iter(runner, 0, None, batch)  # test=False: ignored
+    hook.after_val_epoch(runner, {})
+    cm = json.loads((tmp_path / 'analysis' / 'val' / 'confusion_matrix.json').read_text())
+    gts, preds = _pairs(samples[:8])
+    np.testing.assert_array_equal(cm['matrix'], confusion_matrix(gts, preds, 3))
