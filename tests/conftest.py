@@ -6,6 +6,7 @@ oversubscription, which otherwise makes convolution-heavy tests several times sl
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 # Shared test helpers (tests/test_runner/toy.py, recorder.py) import as `test_runner.*` from any test directory.
@@ -14,3 +15,12 @@ if _TESTS not in sys.path:
     sys.path.append(_TESTS)
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Every test starts with one intra-op thread, whatever an earlier test in this worker set: results of
+    in-process runs must equal those of subprocesses (which use one thread), bit for bit."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
