@@ -12,7 +12,7 @@ import torch
 
 from kiln.cli.main import main
 from kiln.det.datasets import CocoDataset, VOCDataset, YOLODataset
-from kiln.det.datasets.converters import coco2yolo, labelme2coco, voc2coco, yolo2coco
+from kiln.det.datasets.converters import coco2yolo, labelme2coco, yolo2coco
 from kiln.det.datasets.layout import detect_layout
 
 REPO = Path(__file__).resolve().parents[3]
