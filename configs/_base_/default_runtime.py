@@ -12,7 +12,9 @@ default_hooks = dict(
     # dataset warnings into the log file; model num_classes == len(classes) (kiln.det.engine.hooks)
     data_check=dict(type='DataCheckHook'),
     # after `kiln test`: PR curves + confusion matrix in <work_dir>/<timestamp>/analysis (docs/det_analysis.md)
-    analysis=dict(type='DetAnalysisHook'))
+    analysis=dict(type='DetAnalysisHook'),
+    # after train/test: loss, lr and metric curves, per-class AP bars, results.csv in <work_dir>/<timestamp>/plots
+    run_summary=dict(type='RunSummaryHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -9,10 +9,11 @@ from .iter_timer_hook import IterTimerHook
 from .logger_hook import LoggerHook
 from .param_scheduler_hook import ParamSchedulerHook
 from .profiler_hook import ProfilerHook
+from .run_summary_hook import RunSummaryHook
 from .runtime_info_hook import RuntimeInfoHook
 from .sampler_seed_hook import DistSamplerSeedHook
 from .sync_buffers_hook import SyncBuffersHook
 
 __all__ = ['Hook', 'CheckInvalidLossHook', 'CheckpointHook', 'DistSamplerSeedHook', 'EarlyStoppingHook',
            'EMAHook', 'EmptyCacheHook', 'IterTimerHook', 'LoggerHook', 'ParamSchedulerHook', 'ProfilerHook',
-           'RuntimeInfoHook', 'SyncBuffersHook']
+           'RunSummaryHook', 'RuntimeInfoHook', 'SyncBuffersHook']

@@ -206,6 +206,10 @@ class LogProcessor:
         cfgs = self._resolve_windows(runner, n - 1, cfgs)
         scalars = self._collect_scalars(cfgs, runner, mode, keep_prefix=self.log_with_hierarchy)
         time_keys = {'time', 'data_time', f'{mode}/time', f'{mode}/data_time'}
+        for key, buf in runner.message_hub.log_scalars.items():  # metrics (val/loss too): latest, not a mean
+            name = key if self.log_with_hierarchy else _strip(key, mode)
+            if key.startswith(f'{mode}/') and name in scalars and name not in time_keys and len(buf):
+                scalars[name] = buf.current()
         tag = {k: v for k, v in scalars.items() if k not in time_keys}
         time_tag = {k: v for k, v in scalars.items() if k in time_keys}
         non_scalars = {}
