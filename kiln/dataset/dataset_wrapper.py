@@ -1,9 +1,10 @@
-"""Dataset wrappers: ``ConcatDataset`` and ``RepeatDataset`` (config-buildable, like MMEngine's)."""
+"""Dataset wrappers: ``ConcatDataset``, ``RepeatDataset``, ``ClassBalancedDataset`` (config-buildable, like
+MMEngine's), and ``DatasetWrapper``, the base of wrappers around one dataset."""
 from __future__ import annotations
 
 import bisect
-import math
 import copy
+import math
 from typing import Any, Sequence
 
 from kiln.registry import DATASETS
@@ -15,6 +16,41 @@ def _build(dataset: Any) -> Any:
     if isinstance(dataset, dict):
         return DATASETS.build(dataset)
     return dataset
+
+
+class DatasetWrapper:
+    """Base of the wrappers around one dataset: builds ``dataset`` from a config, exposes its ``metainfo`` and
+    initialises it once (``full_init``, which runs ``_init_wrapper`` after the wrapped dataset's own
+    initialisation; subclasses compute their index maps there).
+
+    Args:
+        dataset: a dataset or a config dict built from ``DATASETS``.
+        lazy_init: defer ``full_init`` until first use.
+    """
+
+    def __init__(self, dataset: Any, lazy_init: bool = False) -> None:
+        self.dataset = _build(dataset)
+        self._metainfo = getattr(self.dataset, 'metainfo', {})
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        """The wrapped dataset's meta information (a deep copy)."""
+        return copy.deepcopy(self._metainfo)
+
+    def full_init(self) -> None:
+        """Initialise the wrapped dataset, then this wrapper (idempotent)."""
+        if self._fully_initialized:
+            return
+        if hasattr(self.dataset, 'full_init'):
+            self.dataset.full_init()
+        self._init_wrapper()
+        self._fully_initialized = True
+
+    def _init_wrapper(self) -> None:
+        """Wrapper-specific initialisation, after the wrapped dataset's."""
 
 
 @DATASETS.register_module()
@@ -89,30 +125,17 @@ class ConcatDataset:
 
 
 @DATASETS.register_module()
-class RepeatDataset:
+class RepeatDataset(DatasetWrapper):
     """A dataset repeated ``times`` times (useful to make short epochs longer and cut per-epoch overhead)."""
 
     def __init__(self, dataset: BaseDataset | dict, times: int, lazy_init: bool = False) -> None:
         if int(times) < 1:
             raise ValueError(f'RepeatDataset: times must be >= 1, got {times}')
-        self.dataset = _build(dataset)
         self.times = int(times)
-        self._metainfo = getattr(self.dataset, 'metainfo', {})
-        self._fully_initialized = False
-        if not lazy_init:
-            self.full_init()
+        super().__init__(dataset, lazy_init)
 
-    @property
-    def metainfo(self) -> dict:
-        return copy.deepcopy(self._metainfo)
-
-    def full_init(self) -> None:
-        if self._fully_initialized:
-            return
-        if hasattr(self.dataset, 'full_init'):
-            self.dataset.full_init()
+    def _init_wrapper(self) -> None:
         self._ori_len = len(self.dataset)
-        self._fully_initialized = True
 
     def __len__(self) -> int:
         self.full_init()
@@ -132,7 +155,7 @@ class RepeatDataset:
 
 
 @DATASETS.register_module()
-class ClassBalancedDataset:
+class ClassBalancedDataset(DatasetWrapper):
     """Repeat the images of rare classes: repeat factor sampling (Gupta et al., "LVIS: A Dataset for Large
     Vocabulary Instance Segmentation", CVPR 2019), as MMEngine's ``ClassBalancedDataset``.
 
@@ -156,28 +179,16 @@ class ClassBalancedDataset:
     def __init__(self, dataset: BaseDataset | dict, oversample_thr: float, lazy_init: bool = False) -> None:
         if not oversample_thr > 0:
             raise ValueError(f'ClassBalancedDataset: oversample_thr must be > 0, got {oversample_thr}')
-        self.dataset = _build(dataset)
-        if not hasattr(self.dataset, 'get_cat_ids'):
-            raise TypeError(f'ClassBalancedDataset: {type(self.dataset).__name__} has no get_cat_ids(idx), '
+        built = _build(dataset)
+        if not hasattr(built, 'get_cat_ids'):
+            raise TypeError(f'ClassBalancedDataset: {type(built).__name__} has no get_cat_ids(idx), '
                             'which gives the classes of each sample')
         self.oversample_thr = float(oversample_thr)
-        self._metainfo = getattr(self.dataset, 'metainfo', {})
-        self._fully_initialized = False
-        if not lazy_init:
-            self.full_init()
+        super().__init__(built, lazy_init)
 
-    @property
-    def metainfo(self) -> dict:
-        return copy.deepcopy(self._metainfo)
-
-    def full_init(self) -> None:
-        if self._fully_initialized:
-            return
-        if hasattr(self.dataset, 'full_init'):
-            self.dataset.full_init()
+    def _init_wrapper(self) -> None:
         self.repeat_factors = self._repeat_factors()
         self.repeat_indices = [i for i, r in enumerate(self.repeat_factors) for _ in range(math.ceil(r))]
-        self._fully_initialized = True
 
     def _repeat_factors(self) -> list[float]:
         n = len(self.dataset)

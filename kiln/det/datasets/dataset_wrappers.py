@@ -8,11 +8,12 @@ import collections.abc
 import copy
 from typing import Any, Callable, Sequence
 
+from kiln.dataset.dataset_wrapper import DatasetWrapper
 from kiln.registry import DATASETS, TRANSFORMS
 
 
 @DATASETS.register_module()
-class MultiImageMixDataset:
+class MultiImageMixDataset(DatasetWrapper):
     """Run a second pipeline, whose transforms may mix several samples, over a dataset's outputs.
 
     ``dataset[idx]`` (the wrapped dataset's own pipeline, usually ``LoadImageFromFile`` + ``LoadAnnotations``)
@@ -44,7 +45,6 @@ class MultiImageMixDataset:
 
     def __init__(self, dataset: Any, pipeline: Sequence[dict | Callable], skip_type_keys: Sequence[str] | None = None,
                  max_refetch: int = 15, lazy_init: bool = False) -> None:
-        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
         self.pipeline: list[Callable] = []
         self.pipeline_types: list[str] = []
         for i, t in enumerate(pipeline):
@@ -60,23 +60,7 @@ class MultiImageMixDataset:
             self.pipeline.append(t)
         self._skip_type_keys = list(skip_type_keys) if skip_type_keys is not None else None
         self.max_refetch = int(max_refetch)
-        self._metainfo = getattr(self.dataset, 'metainfo', {})
-        self._fully_initialized = False
-        if not lazy_init:
-            self.full_init()
-
-    @property
-    def metainfo(self) -> dict:
-        """The wrapped dataset's meta information (a deep copy)."""
-        return copy.deepcopy(self._metainfo)
-
-    def full_init(self) -> None:
-        """Initialise the wrapped dataset (idempotent)."""
-        if self._fully_initialized:
-            return
-        if hasattr(self.dataset, 'full_init'):
-            self.dataset.full_init()
-        self._fully_initialized = True
+        super().__init__(dataset, lazy_init)
 
     def get_data_info(self, idx: int) -> dict:
         """The wrapped dataset's record ``idx``."""
