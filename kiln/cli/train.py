@@ -24,7 +24,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                               description='Train a model. Checkpoints and logs go to the work dir '
                                           '(default ./work_dirs/<config name>).',
                               epilog=_DIST_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('config', help='config file (.py, .json, .yaml)')
+    p.add_argument('config', nargs='?', help='config file (.py, .json, .yaml); omit it with --data')
+    p.add_argument('--data', metavar='PATH', help='zero-config training on a dataset folder (COCO / VOC / YOLO): '
+                   'handled by an installed toolbox (entry-point group kiln.zero_config), see docs/own_data.md')
+    p.add_argument('--model', help='with --data: the model (kiln.det: fcos, retinanet, faster-rcnn, mask-rcnn)')
+    p.add_argument('--epochs', type=int, help='with --data: number of epochs (default: scaled to the data)')
+    p.add_argument('--img-size', type=int, help='with --data: input long side in pixels (default: from the data)')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
                    help='resume training: from CKPT, or without a value from the latest checkpoint of the work dir')
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     """Load and adjust the config as the options say, build the Runner and train."""
     import os
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.data is not None or args.config is None:
+        return _run_zero_config(args)
     cfg = load_config(args.config, args.cfg_options, command='train')
     cfg.launcher = args.launcher
     from kiln.logging.progress import add_progress_hook
@@ -69,3 +76,19 @@ def run(args: argparse.Namespace) -> int:
         runner = build_runner(cfg)
         runner.train()
     return 0
+
+
+def _run_zero_config(args: argparse.Namespace) -> int:
+    """``kiln train --data PATH``: hand over to the toolbox registered in the ``kiln.zero_config`` entry-point group
+    (kiln.det: ``det = "kiln.det.apis.zero_config:train_on_folder_cli"``), so the engine imports no toolbox."""
+    from importlib.metadata import entry_points
+    if args.config is not None and args.data is not None:
+        raise CLIError('give either a config file or --data PATH, not both')
+    if args.data is None:
+        raise CLIError('a config file is required (or --data PATH for zero-config training)')
+    eps = sorted(entry_points(group='kiln.zero_config'), key=lambda e: e.name)
+    if not eps:
+        raise CLIError('--data needs a toolbox that provides zero-config training (entry-point group '
+                       'kiln.zero_config, e.g. kiln.det); none is installed')
+    ep = next((e for e in eps if e.name == 'det'), eps[0])
+    return int(ep.load()(args) or 0)
