@@ -1,0 +1,145 @@
+"""Zero-config training (``kiln train --data PATH``, :func:`kiln.det.apis.train_on_folder`): the config generated
+for the shared BCCD (VOC), coco128 (YOLO) and balloon (COCO) folders, and one tiny end-to-end CLI run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln.config import Config
+from kiln.det.apis.zero_config import build_zero_config
+
+REPO = Path(__file__).resolve().parents[3]
+SHARED = REPO.parent / 'shared' / 'data'
+BCCD, COCO128, BALLOON = SHARED / 'bccd', SHARED / 'coco128', SHARED / 'balloon'
+
+
+def _reloads_identically(cfg, info):
+    written = Config.fromfile(info['config_file'])
+    assert written.to_dict() == cfg.to_dict()
+
+
+def test_bccd_voc_layout_config(tmp_path):
+    cfg, info = build_zero_config(str(BCCD), work_dir=str(tmp_path))
+    classes = ('Platelets', 'RBC', 'WBC')  # detect_layout: sorted xml names
+    assert info['format'] == 'voc' and info['classes'] == classes and info['model'] == 'fcos'
+    assert info['device'] == 'cpu' and 'r18-slim' in info['recipe']
+    # 205 train images, batch 4 -> 52 iterations per epoch; ~320 iterations -> 6 epochs; 640x480 -> 512x384
+    assert (info['train_images'], info['iters_per_epoch'], info['epochs']) == (205, 52, 6)
+    assert info['img_size'] == (512, 384)
+    assert cfg.model.bbox_head.num_classes == 3 and info['num_classes_keys'] == ['model.bbox_head.num_classes']
+    for key, ann in (('train_dataloader', 'train.txt'), ('val_dataloader', 'val.txt'), ('test_dataloader', 'test.txt')):
+        ds = cfg[key].dataset
+        assert ds.type == 'VOCDataset' and ds.ann_file == f'ImageSets/Main/{ann}'
+        assert tuple(ds.metainfo.classes) == classes
+        assert 'indices' not in ds  # real val split: nothing held out of train
+    assert cfg.test_evaluator.type == 'CocoMetric' and cfg.test_evaluator.classwise is True
+    assert 'ann_file' not in cfg.test_evaluator  # VOC: ground truth from the samples
+    assert cfg.train_cfg.max_epochs == 6 and cfg.train_cfg.val_interval == 6
+    assert cfg.param_scheduler[1].milestones == [5]
+    assert {'type': 'Resize', 'scale': (512, 384), 'keep_ratio': True} in cfg.train_dataloader.dataset.pipeline
+    assert 'tta_pipeline' not in cfg
+    # inheritance: the source names the recipe; the written config is the resolved one and reloads identically
+    source = (tmp_path / 'zero_config_source.py').read_text()
+    assert "_base_ = ['mmdet::fcos/fcos_r18-slim_fpn_bccd.py']" in source
+    assert '_base_' not in (tmp_path / 'config.py').read_text()
+    _reloads_identically(cfg, info)
+
+
+def test_coco128_yolo_layout_config_faster_rcnn_and_options(tmp_path):
+    cfg, info = build_zero_config(str(COCO128), model='faster-rcnn', epochs=3, img_size=320, work_dir=str(tmp_path),
+                                  cfg_options={'train_dataloader.num_workers': 0})
+    assert info['format'] == 'yolo' and len(info['classes']) == 80 and info['classes'][:2] == ('person', 'bicycle')
+    assert cfg.train_dataloader.dataset.type == 'YOLODataset' and cfg.train_dataloader.dataset.split == 'train'
+    assert cfg.val_dataloader.dataset.split == 'val' and cfg.val_dataloader.dataset.test_mode is True
+    # no test split: evaluated on val
+    assert info['eval_split'] == 'val' and cfg.test_dataloader.dataset.split == 'val'
+    assert cfg.model.roi_head.bbox_head.num_classes == 80
+    assert 'num_classes' not in cfg.model.rpn_head  # class-agnostic RPN untouched
+    assert cfg.train_cfg.max_epochs == 3 and info['img_size'] == (320, 240)
+    assert cfg.train_dataloader.num_workers == 0  # cfg_options merged before writing
+    assert cfg.optim_wrapper.optimizer.lr == 0.02
+    _reloads_identically(cfg, info)
+
+
+def test_balloon_coco_layout_picks_mask_rcnn(tmp_path):
+    cfg, info = build_zero_config(str(BALLOON), work_dir=str(tmp_path))
+    assert info['format'] == 'coco' and info['classes'] == ('balloon',)
+    assert info['model'] == 'mask-rcnn'  # the json has polygons
+    assert cfg.model.roi_head.bbox_head.num_classes == 1 and cfg.model.roi_head.mask_head.num_classes == 1
+    assert cfg.train_dataloader.dataset.type == 'CocoDataset'
+    assert cfg.train_dataloader.dataset.ann_file == 'annotations/instances_train.json'
+    assert cfg.val_dataloader.dataset.data_prefix.img == 'val/'
+    assert cfg.val_evaluator.ann_file == str(BALLOON / 'annotations/instances_val.json')
+    assert list(cfg.val_evaluator.metric) == ['bbox', 'segm']
+    load = [t for t in cfg.train_dataloader.dataset.pipeline if t['type'] == 'LoadAnnotations'][0]
+    assert load['with_mask'] is True
+    assert info['epochs'] == 20  # 61 images / batch 4 = 16 iterations per epoch
+    _reloads_identically(cfg, info)
+
+
+def test_no_val_split_holds_out_a_seeded_part_of_train(tmp_path):
+    data = tmp_path / 'data'
+    (data / 'annotations').mkdir(parents=True)
+    (data / 'annotations' / 'instances_train.json').symlink_to(BALLOON / 'annotations/instances_train.json')
+    (data / 'train').symlink_to(BALLOON / 'train')
+    cfg, info = build_zero_config(str(data), model='fcos', work_dir=str(tmp_path / 'a'))
+    train_idx, val_idx = cfg.train_dataloader.dataset.indices, cfg.val_dataloader.dataset.indices
+    assert len(val_idx) == 9 and len(train_idx) == 52  # 15 % of 61
+    assert sorted(train_idx + val_idx) == list(range(61))
+    assert info['train_images'] == 52 and info['eval_split'] == 'val'
+    assert cfg.val_dataloader.dataset.ann_file == cfg.train_dataloader.dataset.ann_file
+    cfg2, _ = build_zero_config(str(data), model='fcos', work_dir=str(tmp_path / 'b'))
+    assert cfg2.val_dataloader.dataset.indices == val_idx  # seeded
+    _reloads_identically(cfg, info)
+
+
+def test_retinanet_cpu_recipe_builds(tmp_path):
+    from kiln.registry import MODELS, init_default_scope
+    cfg, _ = build_zero_config(str(BCCD), model='retinanet', work_dir=str(tmp_path))
+    assert cfg.model.type == 'RetinaNet' and cfg.model.backbone.depth == 18 and cfg.model.bbox_head.num_classes == 3
+    assert cfg.train_dataloader.dataset.type == 'VOCDataset' and 'data_prefix' in cfg.train_dataloader.dataset
+    init_default_scope('kiln.det')
+    model = MODELS.build(cfg.model)
+    assert model.bbox_head.num_classes == 3
+
+
+def test_bad_requests(tmp_path):
+    with pytest.raises(ValueError, match='mask-rcnn.*needs instance masks'):
+        build_zero_config(str(BCCD), model='mask-rcnn', work_dir=str(tmp_path))
+    with pytest.raises(ValueError, match='unknown model'):
+        build_zero_config(str(BCCD), model='yolov8', work_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        build_zero_config(str(tmp_path / 'missing'), work_dir=str(tmp_path))
+
+
+def test_kiln_train_data_end_to_end(tmp_path):
+    """`kiln train --data` on BCCD with a tiny budget (8 train images, 4 val, 4 test, 128 px, 1 epoch):
+    trains, evaluates on the test split and prints the per-class table; the written config is loadable."""
+    work = tmp_path / 'work'
+    cmd = [sys.executable, '-m', 'kiln.cli', 'train', '--data', str(BCCD), '--epochs', '1', '--img-size', '128',
+           '--work-dir', str(work), '--no-progress', '--cfg-options', 'train_dataloader.dataset.indices=8',
+           'val_dataloader.dataset.indices=4', 'test_dataloader.dataset.indices=4', 'train_dataloader.num_workers=0',
+           'val_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+           'train_dataloader.persistent_workers=False', 'val_dataloader.persistent_workers=False',
+           'test_dataloader.persistent_workers=False']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert 'voc layout' in text and 'config written to' in text
+    for name in ('Platelets', 'RBC', 'WBC'):  # the per-class AP table
+        assert name in text
+    assert 'kiln train --data: coco/bbox_mAP=' in out.stdout
+    cfg = Config.fromfile(str(work / 'config.py'))
+    assert cfg.train_dataloader.dataset.indices == 8 and cfg.train_cfg.max_epochs == 1
+    assert any(p.suffix == '.pth' or p.suffix == '.safetensors' for p in work.rglob('epoch_1*'))
+
+
+def test_kiln_train_without_config_or_data_is_an_error(capsys):
+    from kiln.cli.main import main
+    assert main(['train']) == 2
+    assert 'config file is required' in capsys.readouterr().err
