@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 from kiln.registry import NotRegisteredError
 
-from . import print_config, publish, registries, test, train
+from . import eval_watch, print_config, publish, registries, test, train
 from ._common import CLIError, describe_error
 
 __all__ = ['build_parser', 'main']
@@ -19,7 +19,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     installed toolboxes (see :func:`plugin_commands`; only the one named in ``argv`` is imported)."""
     parser = argparse.ArgumentParser(prog='kiln', description='kiln: train and evaluate models from configs.')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in (train, test, print_config, registries, publish):
+    for module in (train, test, print_config, registries, publish, eval_watch):
         module.add_parser(subparsers)
     requested = next((a for a in (argv or []) if not a.startswith('-')), None)
     for name, target in plugin_commands().items():

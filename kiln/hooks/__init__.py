@@ -12,8 +12,9 @@ from .profiler_hook import ProfilerHook
 from .run_summary_hook import RunSummaryHook
 from .runtime_info_hook import RuntimeInfoHook
 from .sampler_seed_hook import DistSamplerSeedHook
+from .stop_file_hook import StopFileHook
 from .sync_buffers_hook import SyncBuffersHook
 
 __all__ = ['Hook', 'CheckInvalidLossHook', 'CheckpointHook', 'DistSamplerSeedHook', 'EarlyStoppingHook',
            'EMAHook', 'EmptyCacheHook', 'IterTimerHook', 'LoggerHook', 'ParamSchedulerHook', 'ProfilerHook',
-           'RunSummaryHook', 'RuntimeInfoHook', 'SyncBuffersHook']
+           'RunSummaryHook', 'RuntimeInfoHook', 'StopFileHook', 'SyncBuffersHook']

@@ -43,7 +43,8 @@ __all__ = ['Runner']
 _DEFAULT_HOOKS = dict(runtime_info=dict(type='RuntimeInfoHook'), timer=dict(type='IterTimerHook'),
                       sampler_seed=dict(type='DistSamplerSeedHook'), logger=dict(type='LoggerHook'),
                       param_scheduler=dict(type='ParamSchedulerHook'),
-                      checkpoint=dict(type='CheckpointHook', interval=1))
+                      checkpoint=dict(type='CheckpointHook', interval=1),
+                      stop_file=dict(type='StopFileHook'))  # `touch work_dir/STOP` (or kiln eval-watch) ends training
 
 
 @dataclass
