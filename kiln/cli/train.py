@@ -84,8 +84,11 @@ def _run_zero_config(args: argparse.Namespace) -> int:
     from importlib.metadata import entry_points
     if args.config is not None and args.data is not None:
         raise CLIError('give either a config file or --data PATH, not both')
-    if args.data is None:
-        raise CLIError('a config file is required (or --data PATH for zero-config training)')
+    if args.data is None:  # a usage error, as argparse reports a missing positional argument
+        import sys
+        print('kiln train: error: a config file is required (or --data PATH for zero-config training)',
+              file=sys.stderr)
+        raise SystemExit(2)
     eps = sorted(entry_points(group='kiln.zero_config'), key=lambda e: e.name)
     if not eps:
         raise CLIError('--data needs a toolbox that provides zero-config training (entry-point group '

@@ -141,5 +141,7 @@ def test_kiln_train_data_end_to_end(tmp_path):
 
 def test_kiln_train_without_config_or_data_is_an_error(capsys):
     from kiln.cli.main import main
-    assert main(['train']) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(['train'])
+    assert exc.value.code == 2
     assert 'config file is required' in capsys.readouterr().err
