@@ -7,7 +7,8 @@ from kiln.runner.builders import build_visualizer
 from test_runner.toy import runner_kwargs
 
 
-def test_tensorboard_and_mlflow_across_new_session(tmp_path):
+def test_tensorboard_and_mlflow_across_new_session(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written to the current directory (checked below)
     from mlflow.tracking import MlflowClient
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -49,6 +50,7 @@ def test_tensorboard_and_mlflow_across_new_session(tmp_path):
         best = [a.path for a in client.list_artifacts(run.info.run_id, 'checkpoints')]
         assert len(best) == 1 and best[0].startswith('checkpoints/best_accuracy_')
     assert len(glob.glob(str(tmp_path / 'work' / 'best_accuracy_*.pth'))) == 1
+    assert (tmp_path / 'artifacts').is_dir() and not (tmp_path / 'mlruns').exists()  # beside mlflow.db
 
 
 def test_other_ranks_build_no_tracker(tmp_path, monkeypatch):

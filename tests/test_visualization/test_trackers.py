@@ -104,6 +104,8 @@ def test_wandb_offline_run_read_back(tmp_path, monkeypatch):
     cfg = dict(type='WandbVisBackend', init_kwargs=dict(project='kiln-test', dir=str(tmp_path), name='cells'),
                define_metric_cfg={'loss': 'min'})
     _log_three_steps(cfg, tmp_path / 'run')
+    import wandb
+    wandb.teardown()  # wait for W&B's writer process to flush the run file
     run_files = glob.glob(str(tmp_path / 'wandb' / 'offline-run-*' / 'run-*.wandb'))
     assert len(run_files) == 1  # init_kwargs' dir was used
     records = _wandb_records(run_files[0])
@@ -119,7 +121,8 @@ def test_wandb_offline_run_read_back(tmp_path, monkeypatch):
     assert run.display_name == 'cells' and run.project == 'kiln-test'
 
 
-def test_dvclive_read_back(tmp_path):
+def test_dvclive_read_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # dvclive runs `dvc init` in the git repository around the cwd (see the backend)
     from dvclive.serialize import load_yaml
     from dvclive.utils import parse_metrics
 
@@ -135,6 +138,7 @@ def test_dvclive_read_back(tmp_path):
     assert [(int(r['step']), round(float(r['loss']), 6)) for r in loss] == [(1, 1.0), (2, 0.5), (3, 0.333333)]
     assert load_yaml(live_dir / 'params.yaml')['model.width'] == 8
     assert (live_dir / 'plots' / 'images' / 'pred_3.png').is_file()
+    assert not (tmp_path / 'dvc.yaml').exists()
 
 
 def test_clearml_offline_session(tmp_path, monkeypatch):

@@ -19,8 +19,10 @@ __all__ = ['DVCLiveVisBackend']
 class DVCLiveVisBackend(BaseVisBackend):
     """Record the run with ``dvclive.Live`` (plain files; a DVC/git repository is optional).
 
-    * the ``Live`` object starts on the first write with ``dir=<save_dir>/dvclive`` and
-      ``save_dvc_exp=False`` unless ``init_kwargs`` says otherwise;
+    * the ``Live`` object starts on the first write with ``dir=<save_dir>/dvclive``, ``save_dvc_exp=False`` and
+      ``dvcyaml=None`` unless ``init_kwargs`` says otherwise. Note that ``dvclive.Live`` itself runs ``dvc init``
+      (and stages ``.dvc/``) in the git repository enclosing the current directory when it is not a DVC
+      repository yet; run from outside a git repository, or from a DVC repository, to avoid that;
     * ``add_config``: the flattened config as params (``params.yaml``) and the config text as ``config.py``;
     * ``add_scalar(s)``: numeric values with ``live.step = step`` (``plots/metrics/<name>.tsv`` and the
       ``metrics.json`` summary);
@@ -52,6 +54,7 @@ class DVCLiveVisBackend(BaseVisBackend):
             kwargs = dict(self._init_kwargs)
             kwargs.setdefault('dir', str(self._save_dir / 'dvclive'))
             kwargs.setdefault('save_dvc_exp', False)
+            kwargs.setdefault('dvcyaml', None)  # do not write a dvc.yaml into the enclosing repository
             self._live = dvclive.Live(**kwargs)
         return self._live
 

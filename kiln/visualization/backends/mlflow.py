@@ -46,7 +46,8 @@ class MLflowVisBackend(BaseVisBackend):
         tracking_uri: Any MLflow tracking URI (``http://host:5000``, ``sqlite:////abs/path/mlflow.db``...).
         artifact_suffix: File name endings uploaded at close.
         tracked_config_keys: Top-level config keys logged as params (None: all).
-        artifact_location: Artifact location of a newly created experiment.
+        artifact_location: Artifact location of a newly created experiment (default for a SQLite store: the
+            ``artifacts/`` folder beside the database; for a server: the server's default).
 
     Raises:
         ImportError: On first use when ``mlflow`` is not installed (``pip install mlflow``).
@@ -89,6 +90,8 @@ class MLflowVisBackend(BaseVisBackend):
             store.mkdir(parents=True, exist_ok=True)
             uri = f'sqlite:///{store / "mlflow.db"}'
             artifact_location = artifact_location or (store / 'artifacts').as_uri()
+        elif artifact_location is None and uri.startswith('sqlite:///'):  # beside the database, not in the cwd
+            artifact_location = (Path(uri[len('sqlite:///'):]).resolve().parent / 'artifacts').as_uri()
         client = tracking.MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name(self._exp_name)
         exp_id = (experiment.experiment_id if experiment is not None
