@@ -4,7 +4,8 @@
 #
 # Choices for the CPU budget (see also configs/fcos/fcos_r18-slim_fpn_bccd.py):
 # - photos are up to 2048 px: resized to fit 512x512 (balloons stay 30-400 px); masks are loaded as polygons,
-#   rasterised, resized and flipped with the image (LoadAnnotations(with_mask=True)), padded with the batch;
+#   kept as polygons through resize and flip (LoadAnnotations(with_mask=True, poly2mask=False): only the 28x28
+#   mask targets are rasterised, not full-size bitmaps), padded with the batch;
 # - ResNet-18 at half width, BN in train mode, FPN of 64 channels on strides 8/16/32 (+ stride 64 for the RPN),
 #   one anchor size per level (4 x stride);
 # - RoI heads: 7x7 box features (two FC layers of 256) and 14x14 mask features (four 3x3 convs of 64 channels,
@@ -54,7 +55,7 @@ model = dict(
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
     dict(type='Resize', scale=(512, 512), keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
