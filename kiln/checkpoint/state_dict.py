@@ -48,6 +48,18 @@ class LoadStateDictResult(NamedTuple):
     mismatched_keys: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, ckpt shape, model shape)
 
 
+def _unwrap_for_loading(module: nn.Module) -> nn.Module:
+    """The model that weights load into: ``module`` without its outer wrappers (see
+    :func:`~kiln.model.wrappers.unwrap_model`, FSDP kept) nor test-time-augmentation wrappers
+    (:class:`kiln.model.BaseTTAModel`, whose ``.module`` is the model), in any nesting, so that a plain model's
+    checkpoint loads into its TTA model (MMEngine's ``load_state_dict`` unwraps TTA models the same way)."""
+    from kiln.model.base_tta_model import BaseTTAModel
+    module = unwrap_model(module, keep_sharded=True)
+    while isinstance(module, BaseTTAModel):
+        module = unwrap_model(module.module, keep_sharded=True)
+    return module
+
+
 def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
                     logger: logging.Logger | None = None, source: str | None = None) -> LoadStateDictResult:
     """Load ``state_dict`` into ``module`` (unwrapped), reporting all differences at once.
@@ -56,7 +68,7 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
     Missing keys, unexpected keys and shape mismatches are gathered into one message.
 
     Args:
-        module: Target model (DDP / DataParallel wrappers are unwrapped).
+        module: Target model (DDP / DataParallel wrappers and TTA models (``BaseTTAModel``) are unwrapped).
         state_dict: ``{name: tensor}``.
         strict: Raise instead of warning when anything differs.
         logger: Where the warning goes (``logger.warning``); ``warnings.warn`` when None.
@@ -70,7 +82,7 @@ def load_state_dict(module: nn.Module, state_dict: dict, strict: bool = False,
             the first line names ``source`` and the first problem, the next lines list all of them. Also
             without ``strict`` when not a single key matches (a checkpoint of another model).
     """
-    module = unwrap_model(module, keep_sharded=True)
+    module = _unwrap_for_loading(module)
     own = module.state_dict(keep_vars=True)
     filtered: OrderedDict = OrderedDict()
     mismatched = []

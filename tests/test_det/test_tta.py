@@ -174,12 +174,13 @@ def test_merge_two_views_by_nms():
 
 def test_detector_checkpoint_loads_into_tta_model():
     model, _ = build('fcos')
+    from kiln.checkpoint import load_state_dict
     tta = DetTTAModel(module=copy.deepcopy(model), tta_cfg=NO_NMS)
-    assert list(tta.state_dict()) == list(model.state_dict())
+    assert list(tta.state_dict()) == ['module.' + k for k in model.state_dict()]
     with torch.no_grad():
         for p in tta.module.parameters():
             p.zero_()
-    tta.load_state_dict(model.state_dict())
+    load_state_dict(tta, model.state_dict(), strict=True)
     for (k, a), b in zip(tta.module.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), k
 

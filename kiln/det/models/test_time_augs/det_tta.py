@@ -50,6 +50,10 @@ class DetTTAModel(BaseTTAModel):
 
     The merged sample carries the metainfo of the image's first view.
 
+    A detector checkpoint loads into the TTA model through :func:`kiln.checkpoint.load_checkpoint` (and
+    ``kiln test --tta``), which loads into the wrapped ``module``; the TTA model's own ``state_dict()`` has the
+    detector's keys under ``module.`` (stripped again by the default ``revise_keys``).
+
     Config (MMDetection's keys): the test command puts the detector under ``module``::
 
         tta_model = dict(type='DetTTAModel',
@@ -77,15 +81,6 @@ class DetTTAModel(BaseTTAModel):
         if int(tta_cfg['max_per_img']) < 1:
             raise ValueError(f"DetTTAModel: tta_cfg['max_per_img'] must be >= 1, got {tta_cfg['max_per_img']}")
         self.tta_cfg = tta_cfg
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        """The wrapped detector's state dict (keys without a ``module.`` prefix), so that a detector checkpoint
-        loads into the TTA model and back, as MMEngine's ``load_state_dict`` does by unwrapping TTA models."""
-        return self.module.state_dict(*args, **kwargs)
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        """Load a detector state dict into the wrapped detector (see :meth:`state_dict`)."""
-        return self.module.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def merge_aug_bboxes(self, aug_bboxes: Sequence[Tensor], aug_scores: Sequence[Tensor] | None,
                          img_metas: Sequence[Mapping[str, Any]]) -> Tensor | tuple[Tensor, Tensor]:
