@@ -22,7 +22,7 @@ def test_init_is_cheap_and_lazy(tmp_path):
     assert (runner.launcher, runner.distributed, runner.rank, runner.world_size) == ('none', False, 0, 1)
     assert [type(h).__name__ for h in runner.hooks] == [
         'RuntimeInfoHook', 'IterTimerHook', 'DistSamplerSeedHook', 'LoggerHook', 'ParamSchedulerHook',
-        'CheckpointHook']
+        'CheckpointHook', 'StopFileHook']
     assert isinstance(runner.model, CellNet)  # built on first access
     assert runner._train_loop is None
 
