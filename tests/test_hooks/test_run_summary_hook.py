@@ -86,3 +86,15 @@ def test_state_dict_round_trip_and_errors():
 def test_detection_default_runtime_enables_it():
     cfg = Config.fromfile(REPO / 'configs' / 'fcos' / 'fcos_r18-slim_fpn_bccd.py')
     assert cfg.default_hooks['run_summary']['type'] == 'RunSummaryHook'
+
+
+def test_earlystop_example_config_builds_the_hook_and_val_loss_is_default(tmp_path):
+    cfg = Config.fromfile(REPO / 'configs' / 'fcos' / 'fcos_r18-slim_fpn_bccd_earlystop.py')
+    assert cfg.val_cfg == dict(type='ValLoop', compute_loss=True)  # from configs/_base_/schedules/schedule_1x.py
+    assert cfg.train_cfg['val_interval'] == 1 and cfg.train_cfg['max_epochs'] == 24
+    from kiln.hooks import EarlyStoppingHook
+    from kiln.registry import HOOKS
+    (hook_cfg,) = cfg.custom_hooks
+    hook = HOOKS.build(hook_cfg)
+    assert isinstance(hook, EarlyStoppingHook)
+    assert (hook.monitor, hook.rule, hook.min_delta, hook.patience) == ('coco/bbox_mAP', 'greater', 0.005, 3)

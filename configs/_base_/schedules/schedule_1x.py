@@ -1,6 +1,8 @@
 # MMDetection's 1x schedule: 12 epochs, lr x0.1 at epochs 8 and 11, linear warm-up over 500 iterations.
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12, val_interval=1)
-val_cfg = dict(type='ValLoop')
+# compute_loss: each validation also logs val/loss and val/<term> beside the metrics (the val pipeline loads the
+# annotations); it costs one more forward pass per batch (docs/hooks.md "Validation loss"). False turns it off.
+val_cfg = dict(type='ValLoop', compute_loss=True)
 test_cfg = dict(type='TestLoop')
 
 param_scheduler = [
