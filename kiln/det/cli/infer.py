@@ -2,7 +2,8 @@
 
 Writes one JSON of predictions per image under ``OUT_DIR/preds/`` and the drawing under ``OUT_DIR/vis/`` (PNG for
 images, an annotated video for a video input). MMDetection's ``demo/image_demo.py`` / ``demo/video_demo.py`` and
-Detectron2's ``demo/demo.py`` do the same jobs.
+Detectron2's ``demo/demo.py`` do the same jobs. ``--backend onnxruntime`` predicts with an ONNX file written by
+``kiln export`` (:class:`kiln.det.deploy.ORTDetector`) instead of the PyTorch model; the outputs are the same.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     'OUT_DIR/preds/<name>/<frame>.json and the annotated OUT_DIR/vis/<name>.mp4.')
     p.add_argument('config', help='config file')
     p.add_argument('checkpoint', help='checkpoint: kiln training checkpoint, kiln publish file (.pth / '
-                                      '.safetensors) or MMDetection checkpoint')
+                                      '.safetensors) or MMDetection checkpoint; with --backend onnxruntime the '
+                                      '.onnx file written by kiln export')
     p.add_argument('inputs', nargs='+', help='image files, folders, glob patterns or video files')
     p.add_argument('--out-dir', default='outputs', help='output folder (default: ./outputs)')
     p.add_argument('--score-thr', type=float, default=0.3,
@@ -37,6 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('--batch-size', type=int, default=1, help='images (or video frames) per forward pass')
     p.add_argument('--device', default=None, help="device, e.g. 'cpu', 'cuda:0' (default: CUDA if available)")
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--backend', choices=('torch', 'onnxruntime'), default='torch',
+                   help='torch (default): the config\'s model with CHECKPOINT; onnxruntime: the exported .onnx '
+                        'file CHECKPOINT (preprocessing and class names from its metadata; the config only gives '
+                        'the drawing options)')
     p.set_defaults(func=run)
     return p
 
@@ -148,7 +154,10 @@ def run(args: argparse.Namespace) -> int:
     images, videos = _expand(args.inputs)
 
     from kiln.det.apis.inferencer import DetInferencer, iter_batches, pred_to_dict
-    inferencer = DetInferencer(args.config, args.checkpoint, device=args.device, show_progress=False)
+    if getattr(args, 'backend', 'torch') == 'onnxruntime':
+        inferencer: Any = _ORTInferencer(args.config, args.checkpoint, device=args.device)
+    else:
+        inferencer = DetInferencer(args.config, args.checkpoint, device=args.device, show_progress=False)
     classes = inferencer.dataset_meta.get('classes')
     names = DetInferencer._names(images)
     preds_dir, vis_dir = osp.join(args.out_dir, 'preds'), osp.join(args.out_dir, 'vis')
@@ -211,3 +220,91 @@ def _infer_video(inferencer: Any, video: str, args: argparse.Namespace, progress
     if index == 0:
         raise CLIError(f'video {video!r} has no readable frame')
     return index
+
+
+class _ORTInferencer:
+    """The part of :class:`~kiln.det.apis.DetInferencer` that ``kiln infer`` uses (``dataset_meta``,
+    ``predict``, ``visualize``), backed by :class:`kiln.det.deploy.ORTDetector` on an exported ``.onnx`` file.
+
+    Predictions are :class:`~kiln.det.structures.DetDataSample` whose ``pred_instances`` hold the ORTDetector
+    outputs as tensors: ``bboxes`` float32 (K, 4) xyxy pixels of the original image, ``scores``, ``labels`` int64
+    and, for Mask R-CNN, ``masks`` bool (K, H, W). Class names come from the file's metadata, the drawing options
+    (``visualizer`` colours, line width) from the config.
+
+    Raises:
+        CLIError: ``onnx_path`` is not an ``.onnx`` file, onnxruntime is not installed, or the file has no kiln
+            metadata.
+    """
+
+    def __init__(self, config: str, onnx_path: str, device: str | None = None) -> None:
+        from kiln.cli._common import CLIError
+        if not onnx_path.lower().endswith('.onnx'):
+            raise CLIError(f'--backend onnxruntime needs the .onnx file written by kiln export as CHECKPOINT, '
+                           f'got {onnx_path!r}')
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise CLIError('--backend onnxruntime needs the onnxruntime package (pip install onnxruntime)') from exc
+        from kiln.config import Config
+        from kiln.det.deploy import ORTDetector
+        providers = None
+        if device is not None:
+            providers = (['CUDAExecutionProvider', 'CPUExecutionProvider'] if str(device).startswith('cuda')
+                         else ['CPUExecutionProvider'])
+            providers = [p for p in providers if p in ort.get_available_providers()]
+        try:
+            self.detector = ORTDetector(onnx_path, providers=providers)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
+        self.cfg = Config.fromfile(config)
+        self.dataset_meta: dict[str, Any] = dict(classes=self.detector.classes)
+        from kiln.det.apis.inferencer import _config_classes
+        from kiln.registry import init_default_scope
+        init_default_scope(self.cfg.get('default_scope', 'kiln.det'))
+        config_meta = _config_classes(self.cfg)  # the config dataset's palette, when its classes are the file's
+        if config_meta.get('palette') and tuple(config_meta.get('classes') or ()) == self.detector.classes:
+            self.dataset_meta['palette'] = config_meta['palette']
+        self._visualizer: Any = None
+
+    def predict(self, items: list) -> list:
+        """One ``DetDataSample`` per image path / BGR (H, W, 3) uint8 array of ``items``."""
+        import torch
+
+        from kiln.det.structures import DetDataSample
+        from kiln.structures import InstanceData
+        batch_size = len(items) if self.detector.dynamic_batch else 1
+        samples = []
+        for item, result in zip(items, self.detector(list(items), batch_size=max(batch_size, 1))):
+            pred = InstanceData(bboxes=torch.from_numpy(result['bboxes']),
+                                scores=torch.from_numpy(result['scores']),
+                                labels=torch.from_numpy(result['labels']))
+            if 'masks' in result:
+                pred.masks = torch.from_numpy(result['masks'])
+            meta = dict(img_path=item) if isinstance(item, str) else {}
+            sample = DetDataSample(metainfo=meta)
+            sample.pred_instances = pred
+            samples.append(sample)
+        return samples
+
+    def visualize(self, item: Any, sample: Any, pred_score_thr: float = 0.3, out_file: str | None = None) -> Any:
+        """Draw ``sample``'s predictions (score > ``pred_score_thr``) on the image (path or BGR array) with
+        :class:`~kiln.det.visualization.DetLocalVisualizer`; returns the RGB drawing (PNG in ``out_file``)."""
+        import numpy as np
+        if self._visualizer is None:
+            from kiln.det.visualization import DetLocalVisualizer
+            vis_cfg = dict(self.cfg.get('visualizer') or {})
+            options = {k: vis_cfg[k] for k in ('bbox_color', 'text_color', 'mask_color', 'line_width', 'alpha')
+                       if k in vis_cfg}
+            self._visualizer = DetLocalVisualizer(name=f'ort_inferencer_{id(self)}', **options)
+            self._visualizer.dataset_meta = self.dataset_meta
+        if isinstance(item, np.ndarray):
+            img = item if item.ndim == 3 else np.repeat(item[:, :, None], 3, axis=2)
+        else:
+            from kiln.det.datasets.file_io import get_bytes
+            from kiln.det.datasets.transforms.loading import imfrombytes
+            img = imfrombytes(get_bytes(item, None))
+        rgb = np.ascontiguousarray(img[..., ::-1])
+        name = osp.basename(item) if isinstance(item, str) else 'image'
+        self._visualizer.add_datasample(name, rgb, sample, draw_gt=False, pred_score_thr=pred_score_thr,
+                                        out_file=out_file)
+        return self._visualizer.get_image()
