@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 
 from kiln.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 
-from .seeding import SampleIndex, global_rng_guard, seed_sample
+from .seeding import SampleIndex, _restore_global_rng, _save_global_rng, global_rng_guard, seed_sample
 
 __all__ = ['SeededDataLoader', 'build_dataloader', 'get_sampler']
 
@@ -42,10 +42,29 @@ class _SeededFetch(Dataset):
 
     def __getitems__(self, indices: list) -> list:
         """A batch (the fetcher's batched call): the training process saves/restores its generators once."""
-        if get_worker_info() is not None or not any(isinstance(i, SampleIndex) for i in indices):
-            return [self._fetch(i) for i in indices]
-        with global_rng_guard():
-            return [self._fetch(i) for i in indices]
+        if get_worker_info() is not None:  # a worker's generators only serve data loading
+            return self._fetch_all(indices)
+        for i in indices:
+            if isinstance(i, SampleIndex):
+                break
+        else:  # no seeded index: the global generators are used as they are
+            return [self.dataset[i] for i in indices]
+        state = _save_global_rng()
+        try:
+            return self._fetch_all(indices)
+        finally:
+            _restore_global_rng(state)
+
+    def _fetch_all(self, indices: list) -> list:
+        """``_fetch`` for each index, with the seeding inlined (the per-sample hot path)."""
+        dataset = self.dataset
+        out = []
+        append = out.append
+        for index in indices:
+            if seed_sample(index):
+                index = int(index)
+            append(dataset[index])
+        return out
 
 
 class SeededDataLoader(DataLoader):

@@ -12,6 +12,7 @@ restored after each batch, so loading data never disturbs the model's random str
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import random
 from typing import Any, Iterator
 
@@ -55,19 +56,36 @@ def _mix(x: int) -> int:
     return x ^ (x >> 31)
 
 
+_prefix_cache: dict[tuple[int, int], int] = {}
+
+
+def _prefix(seed: int, epoch: int) -> int:
+    """The first two SplitMix64 rounds of :func:`sample_seed` (shared by every index of an epoch)."""
+    key = (seed, epoch)
+    x = _prefix_cache.get(key)
+    if x is None:
+        if len(_prefix_cache) > 64:
+            _prefix_cache.clear()
+        x = _prefix_cache[key] = _mix(_mix(int(seed) & _MASK64) ^ (int(epoch) & _MASK64))
+    return x
+
+
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed derived from ``(seed, epoch, index)`` by chaining the SplitMix64 finaliser (well mixed:
-    neighbouring indices or epochs give unrelated streams; a few microseconds).
+    neighbouring indices or epochs give unrelated streams). The ``(seed, epoch)`` part is computed once per
+    epoch, so one mixing round per sample remains (about a microsecond).
 
     Raises:
         ValueError: a negative component.
     """
     if seed < 0 or epoch < 0 or index < 0:
         raise ValueError(f'sample_seed: seed, epoch and index must be >= 0, got {(seed, epoch, index)}')
-    x = _mix(int(seed) & _MASK64)
-    x = _mix(x ^ (int(epoch) & _MASK64))
-    x = _mix(x ^ (int(index) & _MASK64))
-    return x >> 32
+    return _mix(_prefix(seed, epoch) ^ (int(index) & _MASK64)) >> 32
+
+
+_seed_python = random.seed
+_seed_numpy = np.random.seed
+_seed_torch = torch.random.default_generator.manual_seed
 
 
 def seed_sample(index: Any) -> bool:
@@ -80,22 +98,109 @@ def seed_sample(index: Any) -> bool:
     if not isinstance(index, SampleIndex):
         return False
     s = sample_seed(index.seed, index.epoch, abs(int(index)))
-    random.seed(s)
-    np.random.seed(s)
-    torch.random.default_generator.manual_seed(s)  # CPU only: CUDA generators are left alone
+    _seed_python(s)
+    _seed_numpy(s)
+    _seed_torch(s)  # CPU only: CUDA generators are left alone
     return True
+
+
+# ----------------------------------------------------------------------------------- save / restore
+# NumPy's ``get_state`` / ``set_state`` copy the 624 words of the MT19937 key one Python object at a time
+# (about 0.15 ms each). The global RandomState's MT19937 state is a plain C struct (``uint32 key[624]; int
+# pos``) whose address NumPy publishes (``bit_generator.ctypes.state_address``): it is saved and restored with one
+# memory copy. The RandomState's own cached Gaussian (``has_gauss`` / ``gauss``, the second value of a legacy
+# ``normal`` pair) is read and written through ``get_state`` / ``set_state`` with the bit generator briefly
+# replaced by a stand-in whose ``state`` costs nothing. A self-test on a private RandomState decides once whether
+# this works with the installed NumPy; otherwise the exact slow path is used.
+_MT_STATE_BYTES = 624 * 4 + 4
+
+
+class _StateStandIn:
+    """What ``RandomState.get_state`` / ``set_state`` see as the bit generator while the Gaussian is moved."""
+
+    @property
+    def state(self) -> dict:
+        return {'bit_generator': 'MT19937', 'state': {}}
+
+    @state.setter
+    def state(self, value: dict) -> None:
+        pass
+
+
+_STAND_IN = _StateStandIn()
+_np_fast: bool | None = None  # None: not tested yet
+
+
+def _np_fast_get(rs: Any) -> tuple | None:
+    bg = rs._bit_generator
+    if type(bg) is not np.random.MT19937:
+        return None
+    rs._bit_generator = _STAND_IN
+    try:
+        st = rs.get_state(legacy=False)
+    finally:
+        rs._bit_generator = bg
+    return bg, ctypes.string_at(bg.ctypes.state_address, _MT_STATE_BYTES), st['has_gauss'], st['gauss']
+
+
+def _np_fast_set(rs: Any, saved: tuple) -> None:
+    bg, key, has_gauss, gauss = saved
+    if rs._bit_generator is not bg:  # someone swapped the generator meanwhile: the struct copy would be wrong
+        raise RuntimeError('the global NumPy bit generator changed while a batch was loaded')
+    rs._bit_generator = _STAND_IN
+    try:
+        rs.set_state({'bit_generator': 'MT19937', 'state': {}, 'has_gauss': has_gauss, 'gauss': gauss})
+    finally:
+        rs._bit_generator = bg
+    ctypes.memmove(bg.ctypes.state_address, key, _MT_STATE_BYTES)
+
+
+def _np_fast_works() -> bool:
+    """Round-trip a private RandomState (with a cached Gaussian) through the fast path and compare draws."""
+    try:
+        rs = np.random.RandomState(np.random.MT19937(0))
+        rs.seed(12345)
+        rs.standard_normal()  # leaves the second Gaussian of the pair cached
+        saved = _np_fast_get(rs)
+        expected = (rs.standard_normal(), rs.random(5).tolist(), rs.standard_normal())
+        rs.seed(7)
+        rs.random(3)
+        rs.standard_normal()
+        _np_fast_set(rs, saved)
+        return (rs.standard_normal(), rs.random(5).tolist(), rs.standard_normal()) == expected
+    except Exception:
+        return False
+
+
+def _save_global_rng() -> tuple:
+    """The states of ``random``, NumPy's global RandomState and torch's CPU generator (see
+    :func:`_restore_global_rng`)."""
+    global _np_fast
+    if _np_fast is None:
+        _np_fast = _np_fast_works()
+    rs = np.random.mtrand._rand
+    np_state = _np_fast_get(rs) if _np_fast else None
+    return random.getstate(), np_state if np_state is not None else rs.get_state(), torch.get_rng_state()
+
+
+def _restore_global_rng(state: tuple) -> None:
+    py_state, np_state, torch_state = state
+    random.setstate(py_state)
+    if type(np_state) is tuple and len(np_state) == 4 and type(np_state[0]) is np.random.MT19937:
+        _np_fast_set(np.random.mtrand._rand, np_state)
+    else:
+        np.random.set_state(np_state)
+    torch.set_rng_state(torch_state)
 
 
 @contextlib.contextmanager
 def global_rng_guard() -> Iterator[None]:
     """Save the states of ``random``, ``numpy.random`` and torch's CPU generator, restore them on exit."""
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    state = _save_global_rng()
     try:
         yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
+        _restore_global_rng(state)
 
 
 @contextlib.contextmanager

@@ -52,6 +52,8 @@ class RuntimeInfoHook(Hook):
 
     def __init__(self) -> None:
         self._train_keys: dict[str, str] = {}  # name -> 'train/<name>' (no string building per iteration)
+        self._plain_lr_type: type | None = None  # an optim wrapper class whose get_lr is OptimWrapper's
+        self._lr_checked_type: type | None = None
 
     def _train_key(self, name: str) -> str:
         key = self._train_keys.get(name)
@@ -80,15 +82,26 @@ class RuntimeInfoHook(Hook):
     def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
         hub = runner.message_hub
         hub.update_info('iter', runner.iter)
-        for name, values in runner.optim_wrapper.get_lr().items():
+        optim_wrapper = runner.optim_wrapper
+        if type(optim_wrapper) is self._plain_lr_type:  # OptimWrapper.get_lr without its dict of lists
+            hub.update_scalar('train/lr', optim_wrapper.param_groups[0]['lr'])
+            return
+        for name, values in optim_wrapper.get_lr().items():
             hub.update_scalar(self._train_key(name), values[0])
+        if self._lr_checked_type is not type(optim_wrapper):  # once per optim wrapper class
+            self._lr_checked_type = type(optim_wrapper)
+            from kiln.optim.optimizer.optim_wrapper import OptimWrapper
+            if getattr(type(optim_wrapper), 'get_lr', None) is OptimWrapper.get_lr:
+                self._plain_lr_type = type(optim_wrapper)
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         hub = runner.message_hub
+        keys = self._train_keys
         for key, value in (outputs or {}).items():
-            if _is_scalar(value):  # tensors are detached by the HistoryBuffer when they need it
-                hub.update_scalar(self._train_key(key), value)
+            # tensors are detached by the HistoryBuffer when they need it
+            if (type(value) is torch.Tensor and value.ndim == 0) or _is_scalar(value):
+                hub.update_scalar(keys.get(key) or self._train_key(key), value)
         grad_norm = getattr(runner.optim_wrapper, 'last_grad_norm', None)
         if isinstance(grad_norm, dict):  # OptimWrapperDict: one norm per optimizer
             for name, value in grad_norm.items():

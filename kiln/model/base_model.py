@@ -5,6 +5,7 @@ from abc import abstractmethod
 from typing import Any
 
 import torch
+import torch.distributed
 from torch import nn
 
 from kiln.registry import MODELS
@@ -98,32 +99,44 @@ class BaseModel(BaseModule):
             ValueError: no key contains ``'loss'``.
         """
         terms: dict[str, torch.Tensor] = {}
+        loss = None  # summed in key order, as ``sum(terms)`` would
         for name, value in losses.items():
             if isinstance(value, torch.Tensor):  # a 0-dim loss is its own mean: no extra autograd node
-                terms[name] = value if value.dim() == 0 else value.mean()
+                term = value if value.ndim == 0 else value.mean()
             elif isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
-                terms[name] = sum(v.mean() for v in value)
+                term = sum(v.mean() for v in value)
             else:
                 raise TypeError(f'losses[{name!r}] must be a Tensor or a non-empty list of Tensors, '
                                 f'got {type(value).__name__}')
-        loss_terms = [v for k, v in terms.items() if 'loss' in k]
-        if not loss_terms:
+            terms[name] = term
+            if 'loss' in name:
+                loss = term if loss is None else loss + term
+        if loss is None:
             raise ValueError(f'{type(self).__name__}.forward(mode="loss") returned no key containing "loss": '
                              f'{list(terms)}')
-        loss = sum(loss_terms[1:], loss_terms[0])
         # Terms first, total last: the order of MMEngine's log lines (`loss_cls: ..  loss_bbox: ..  loss: ..`).
-        log_vars = {k: v.detach() for k, v in terms.items()}
-        log_vars['loss'] = loss.detach()
-        return loss, _reduce_mean(log_vars)
+        log_vars = {}
+        total = None
+        for k, v in terms.items():
+            log_vars[k] = d = v.detach()
+            if v is loss:  # a single loss term is the total: one detach for both
+                total = d
+        log_vars['loss'] = loss.detach() if total is None else total
+        if _DIST_AVAILABLE and _dist.is_initialized():
+            return loss, _reduce_mean(log_vars)
+        return loss, log_vars
+
+
+_dist = torch.distributed
+_DIST_AVAILABLE = _dist.is_available()
 
 
 def _reduce_mean(log_vars: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Average the values over ranks with one all_reduce (identity when not distributed)."""
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not (_DIST_AVAILABLE and _dist.is_initialized()) or _dist.get_world_size() == 1:
         return log_vars
     keys = list(log_vars)
     stacked = torch.stack([log_vars[k].float() for k in keys])
-    dist.all_reduce(stacked)
-    stacked = stacked / dist.get_world_size()
+    _dist.all_reduce(stacked)
+    stacked = stacked / _dist.get_world_size()
     return {k: stacked[i] for i, k in enumerate(keys)}

@@ -35,6 +35,16 @@ class BaseDataPreprocessor(nn.Module):
 
     def cast_data(self, data: Any) -> Any:
         """Return ``data`` with every tensor / data element moved to ``self.device`` (containers rebuilt)."""
+        if type(data) is dict:  # the collated batch: plain tensors handled inline (the per-iteration hot path)
+            device = self._buffers['_device_probe'].device
+            out = {}
+            for k, v in data.items():
+                if type(v) is torch.Tensor:
+                    # ``Tensor.to`` returns the tensor itself when it is already there: skip the call
+                    out[k] = v if v.device == device else v.to(device, non_blocking=self._non_blocking)
+                else:
+                    out[k] = self.cast_data(v)
+            return out
         if isinstance(data, (torch.Tensor, BaseDataElement)):
             return data.to(self.device, non_blocking=self._non_blocking)
         if isinstance(data, Mapping):

@@ -2,14 +2,19 @@
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim import Optimizer
 
 from kiln.registry import OPTIM_WRAPPERS
+
+
+# Entered around every forward pass that needs no gradient-sync change: one shared, stateless, reusable context
+# (a ``@contextmanager`` generator per iteration costs a few microseconds).
+_NULL_CONTEXT = nullcontext()
 
 
 def _has_batch_norm(model: nn.Module) -> bool:
@@ -80,8 +85,14 @@ class OptimWrapper:
         loss = self.scale_loss(loss)
         self.backward(loss)
         if self.should_update():
-            self.step(**(step_kwargs or {}))
-            self.zero_grad(**(zero_kwargs or {}))
+            if step_kwargs:
+                self.step(**step_kwargs)
+            else:
+                self.step()
+            if zero_kwargs:
+                self.zero_grad(**zero_kwargs)
+            else:
+                self.zero_grad()
 
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
         """Divide ``loss`` by the length of the current accumulation window."""
@@ -137,22 +148,20 @@ class OptimWrapper:
 
     def should_update(self) -> bool:
         """True after the last ``backward`` of an accumulation window (or of training)."""
-        return (self._inner_count % self._accumulative_counts == 0
-                or self._inner_count == self._max_counts)
+        n = self._inner_count
+        return self._accumulative_counts == 1 or n % self._accumulative_counts == 0 or n == self._max_counts
 
     def should_sync(self) -> bool:
         """True when the next ``backward`` ends a window (DDP must then all-reduce gradients)."""
         return ((self._inner_count + 1) % self._accumulative_counts == 0
                 or (self._inner_count + 1) == self._max_counts)
 
-    @contextmanager
-    def optim_context(self, model: nn.Module) -> Iterator[None]:
-        """Context for the forward pass: skips DDP gradient sync (``model.no_sync()``) inside a window."""
-        if not self.should_sync() and hasattr(model, 'no_sync'):
-            with model.no_sync():
-                yield
-        else:
-            yield
+    def optim_context(self, model: nn.Module) -> AbstractContextManager:
+        """Context for the forward pass: ``model.no_sync()`` (skip DDP's gradient all-reduce) inside an
+        accumulation window, else a shared do-nothing context."""
+        if self._accumulative_counts == 1 or self.should_sync() or not hasattr(model, 'no_sync'):
+            return _NULL_CONTEXT
+        return model.no_sync()
 
     # ------------------------------------------------------------------ introspection / state
     @property
