@@ -121,7 +121,7 @@ def build_dataloader(cfg: dict | DataLoader, seed: int | None = None, diff_rank_
     ``drop_last``, ``persistent_workers`` (forced off without workers), ``pin_memory`` (default: CUDA
     available), ``worker_init_fn``, ``per_sample_seed`` (kiln's key, default True: seed every sample from
     (sampler seed, epoch, index) when it is fetched, see :class:`SeededDataLoader`; this costs about 20 us per
-    sample, plus about 0.05 ms per batch with ``num_workers=0``; False builds a plain ``DataLoader``, whose
+    sample, plus about 0.1 ms per batch with ``num_workers=0``; False builds a plain ``DataLoader``, whose
     samples then depend on the worker that loads them); any other key goes to ``DataLoader``.
 
     Args:

@@ -12,7 +12,6 @@ restored after each batch, so loading data never disturbs the model's random str
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import random
 from typing import Any, Iterator
 
@@ -105,91 +104,17 @@ def seed_sample(index: Any) -> bool:
 
 
 # ----------------------------------------------------------------------------------- save / restore
-# NumPy's ``get_state`` / ``set_state`` copy the 624 words of the MT19937 key one Python object at a time
-# (about 0.15 ms each). The global RandomState's MT19937 state is a plain C struct (``uint32 key[624]; int
-# pos``) whose address NumPy publishes (``bit_generator.ctypes.state_address``): it is saved and restored with one
-# memory copy. The RandomState's own cached Gaussian (``has_gauss`` / ``gauss``, the second value of a legacy
-# ``normal`` pair) is read and written through ``get_state`` / ``set_state`` with the bit generator briefly
-# replaced by a stand-in whose ``state`` costs nothing. A self-test on a private RandomState decides once whether
-# this works with the installed NumPy; otherwise the exact slow path is used.
-_MT_STATE_BYTES = 624 * 4 + 4
-
-
-class _StateStandIn:
-    """What ``RandomState.get_state`` / ``set_state`` see as the bit generator while the Gaussian is moved."""
-
-    @property
-    def state(self) -> dict:
-        return {'bit_generator': 'MT19937', 'state': {}}
-
-    @state.setter
-    def state(self, value: dict) -> None:
-        pass
-
-
-_STAND_IN = _StateStandIn()
-_np_fast: bool | None = None  # None: not tested yet
-
-
-def _np_fast_get(rs: Any) -> tuple | None:
-    bg = rs._bit_generator
-    if type(bg) is not np.random.MT19937:
-        return None
-    rs._bit_generator = _STAND_IN
-    try:
-        st = rs.get_state(legacy=False)
-    finally:
-        rs._bit_generator = bg
-    return bg, ctypes.string_at(bg.ctypes.state_address, _MT_STATE_BYTES), st['has_gauss'], st['gauss']
-
-
-def _np_fast_set(rs: Any, saved: tuple) -> None:
-    bg, key, has_gauss, gauss = saved
-    if rs._bit_generator is not bg:  # someone swapped the generator meanwhile: the struct copy would be wrong
-        raise RuntimeError('the global NumPy bit generator changed while a batch was loaded')
-    rs._bit_generator = _STAND_IN
-    try:
-        rs.set_state({'bit_generator': 'MT19937', 'state': {}, 'has_gauss': has_gauss, 'gauss': gauss})
-    finally:
-        rs._bit_generator = bg
-    ctypes.memmove(bg.ctypes.state_address, key, _MT_STATE_BYTES)
-
-
-def _np_fast_works() -> bool:
-    """Round-trip a private RandomState (with a cached Gaussian) through the fast path and compare draws."""
-    try:
-        rs = np.random.RandomState(np.random.MT19937(0))
-        rs.seed(12345)
-        rs.standard_normal()  # leaves the second Gaussian of the pair cached
-        saved = _np_fast_get(rs)
-        expected = (rs.standard_normal(), rs.random(5).tolist(), rs.standard_normal())
-        rs.seed(7)
-        rs.random(3)
-        rs.standard_normal()
-        _np_fast_set(rs, saved)
-        return (rs.standard_normal(), rs.random(5).tolist(), rs.standard_normal()) == expected
-    except Exception:
-        return False
-
-
 def _save_global_rng() -> tuple:
     """The states of ``random``, NumPy's global RandomState and torch's CPU generator (see
-    :func:`_restore_global_rng`)."""
-    global _np_fast
-    if _np_fast is None:
-        _np_fast = _np_fast_works()
-    rs = np.random.mtrand._rand
-    np_state = _np_fast_get(rs) if _np_fast else None
-    return random.getstate(), np_state if np_state is not None else rs.get_state(), torch.get_rng_state()
+    :func:`_restore_global_rng`), through each library's own ``getstate`` / ``get_state`` / ``get_rng_state``
+    (about 0.1 ms in all, once per batch)."""
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
 
 
 def _restore_global_rng(state: tuple) -> None:
     py_state, np_state, torch_state = state
     random.setstate(py_state)
-    if type(np_state) is tuple and len(np_state) == 4 and type(np_state[0]) is np.random.MT19937:
-        _np_fast_set(np.random.mtrand._rand, np_state)
-    else:
-        np.random.set_state(np_state)
+    np.random.set_state(np_state)
     torch.set_rng_state(torch_state)
 
 
