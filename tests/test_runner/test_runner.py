@@ -115,7 +115,7 @@ def test_hooks_are_called_by_priority_then_registration_order(tmp_path):
     names = [getattr(h, 'name', type(h).__name__) for h in runner.hooks]
     # equal priority: registration order (default hooks are registered before custom hooks)
     assert names == ['first', 'RuntimeInfoHook', 'high', 'DistSamplerSeedHook', 'normal1', 'normal2', 'LoggerHook',
-                     'ParamSchedulerHook', 'low', 'very_low_int']
+                     'ParamSchedulerHook', 'low', 'very_low_int', 'StopFileHook']  # LOWEST: after every save
     runner.call_hook('before_run')
     assert log == ['first', 'high', 'normal1', 'normal2', 'low', 'very_low_int']
 
