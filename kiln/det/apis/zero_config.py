@@ -298,7 +298,7 @@ def train_on_folder(data: str, model: str | None = None, epochs: int | None = No
 
     Returns:
         The metrics of the evaluation split, e.g. ``{'coco/bbox_mAP': 0.41, 'coco/bbox_mAP_50': 0.7,
-        'coco/bbox_RBC_precision': ...}``.
+        'coco/RBC_precision': ...}``.
 
     Raises:
         FileNotFoundError: ``data`` does not exist.

@@ -57,8 +57,10 @@ class CocoMetric(BaseMetric):
     MMDetection:
 
     * ``bbox`` / ``segm``: ``<metric>_mAP``, ``_mAP_50``, ``_mAP_75``, ``_mAP_s``, ``_mAP_m``, ``_mAP_l`` (or
-      ``metric_items``), e.g. ``coco/segm_mAP_50``; with ``classwise=True`` also ``<metric>_<class>_precision``
-      (AP of that class) and a per-class table in the log;
+      ``metric_items``), e.g. ``coco/segm_mAP_50``; with ``classwise=True`` also the AP of each class,
+      ``<class>_precision`` for ``bbox`` (MMDetection's key, e.g. ``coco/RBC_precision``) and
+      ``segm_<class>_precision`` for ``segm`` (MMDetection gives both the same key, so segm overwrote bbox), and a
+      per-class table in the log;
     * ``proposal``: ``AR@100``, ``AR@300``, ``AR@1000``, ``AR_s@1000``, ``AR_m@1000``, ``AR_l@1000`` (``AR@k``
       for each ``k`` in ``proposal_nums``), computed with ``useCats=0`` (labels ignored) and
       ``maxDets=proposal_nums``.
@@ -310,7 +312,7 @@ class CocoMetric(BaseMetric):
                           logging.WARNING)
                 out.update({name: 0.0 for name in names.values()})
                 if self.classwise and metric != 'proposal':
-                    out.update({f'{metric}_{coco_gt.cats[c]["name"]}_precision': 0.0 for c in cat_ids})
+                    out.update({_class_key(metric, coco_gt.cats[c]["name"]): 0.0 for c in cat_ids})
                 continue
             out.update(self._evaluate(metric, coco_gt, dets[kind], cat_ids, img_ids, names))
         return out
@@ -366,7 +368,7 @@ class CocoMetric(BaseMetric):
             for area in (1, 2, 3):
                 row.append(f'{mean_ap(precisions[:, :, k, area, -1]):.3f}')
             rows.append(row)
-            out[f'{metric}_{name}_precision'] = round(ap, 3)
+            out[_class_key(metric, name)] = round(ap, 3)
         headers = ['category', 'mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l']
         self._log(f'{metric} per class:\n' + format_table(headers, rows))
         return out
@@ -376,3 +378,8 @@ class CocoMetric(BaseMetric):
         os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(obj, f)
+
+
+def _class_key(metric: str, name: str) -> str:
+    """Classwise AP key: MMDetection's ``<class>_precision`` for bbox, ``segm_<class>_precision`` for segm."""
+    return f'{name}_precision' if metric == 'bbox' else f'{metric}_{name}_precision'
