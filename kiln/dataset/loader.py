@@ -8,14 +8,123 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, Callable
 
+import pickle
+import warnings
+
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter, _SingleProcessDataLoaderIter
 
 from kiln.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 
 from .seeding import SampleIndex, _restore_global_rng, _save_global_rng, global_rng_guard, seed_sample
 
-__all__ = ['SeededDataLoader', 'build_dataloader', 'get_sampler']
+__all__ = ['BadSampleWarning', 'SeededDataLoader', 'build_dataloader', 'get_sampler']
+
+
+class BadSampleWarning(UserWarning):
+    """A dataset skipped a sample it could not load and loaded another in its place (e.g. a detection dataset
+    with ``on_bad_sample='warn'`` meeting an unreadable image). :class:`SeededDataLoader` counts these per epoch."""
+
+
+# ----------------------------------------------------------------------------------- warnings side channel
+# Warnings raised while samples are fetched (in a dataloader worker or in the training process) are recorded
+# with the batch, carried to the training process with it, and logged there through the running Runner's
+# logger, so that they reach the run's log file and not only the worker's stderr.
+def _picklable_category(category: type) -> type:
+    try:
+        pickle.dumps(category)
+        return category
+    except Exception:  # noqa: BLE001  (a category defined in a local scope)
+        return UserWarning
+
+
+def _notes(caught: list) -> list[tuple]:
+    """``(category, message, filename, lineno)`` of recorded warnings (what crosses the worker boundary)."""
+    return [(_picklable_category(w.category), str(w.message), w.filename, w.lineno) for w in caught]
+
+
+class _NotedSamples(list):
+    """The samples of one batch (what the collate function receives) and the warnings raised loading them."""
+
+    notes: list = []
+
+
+class _NotedBatch:
+    """A collated batch travelling with the warnings raised while its samples were loaded; unwrapped by the
+    loader's iterator in the training process before anyone sees the batch."""
+
+    __slots__ = ('batch', 'notes')
+
+    def __init__(self, batch: Any, notes: list) -> None:
+        self.batch = batch
+        self.notes = notes
+
+    def pin_memory(self) -> '_NotedBatch':  # called by the loader's pin-memory thread
+        from torch.utils.data._utils.pin_memory import pin_memory
+        return _NotedBatch(pin_memory(self.batch), self.notes)
+
+
+class _NotedCollate:
+    """The user's collate function, keeping the warnings of the samples with the collated batch."""
+
+    def __init__(self, collate_fn: Callable) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, data: Any) -> Any:
+        if type(data) is _NotedSamples:
+            return _NotedBatch(self.collate_fn(list(data)), data.notes)
+        if type(data) is _NotedBatch:  # one sample (batch_size=None)
+            return _NotedBatch(self.collate_fn(data.batch), data.notes)
+        return self.collate_fn(data)
+
+
+def _report_notes(notes: list) -> None:
+    """Log data-loading warnings through the running Runner's logger (console and log file); without a
+    running Runner, issue them again as warnings of the training process."""
+    from kiln.logging.current import get_current_runner
+    logger = getattr(get_current_runner(), 'logger', None)
+    for category, message, filename, lineno in notes:
+        if logger is not None:
+            logger.warning(f'data loading: {message}')
+        else:
+            warnings.warn_explicit(message, category, filename, lineno)
+
+
+class _NotesIterMixin:
+    """Unwraps :class:`_NotedBatch`, reports its warnings, and at the end of an epoch (the sampler exhausted)
+    logs one summary with the counts."""
+
+    def _next_data(self) -> Any:
+        try:
+            data = super()._next_data()  # type: ignore[misc]
+        except StopIteration:
+            self._summarise()
+            raise
+        if type(data) is _NotedBatch:
+            notes = data.notes
+            data = data.batch
+            self._skipped = getattr(self, '_skipped', 0) + sum(issubclass(n[0], BadSampleWarning) for n in notes)
+            self._warned = getattr(self, '_warned', 0) + len(notes)
+            _report_notes(notes)
+        return data
+
+    def _summarise(self) -> None:
+        skipped, warned = getattr(self, '_skipped', 0), getattr(self, '_warned', 0)
+        self._skipped = self._warned = 0
+        if warned:
+            dataset = getattr(self._dataset, 'dataset', self._dataset)  # type: ignore[attr-defined]
+            _report_notes([(UserWarning, f'{type(dataset).__name__}: this pass over the data raised {warned} '
+                                         f'data warning(s); {skipped} bad sample(s) were skipped and replaced by '
+                                         'other samples (see the warnings above)', __file__, 0)])
+
+
+class _SingleProcessNotesIter(_NotesIterMixin, _SingleProcessDataLoaderIter):
+    pass
+
+
+class _MultiProcessingNotesIter(_NotesIterMixin, _MultiProcessingDataLoaderIter):
+    pass
 
 
 class _SeededFetch(Dataset):
@@ -35,13 +144,29 @@ class _SeededFetch(Dataset):
         return self.dataset[index]
 
     def __getitem__(self, index: Any) -> Any:
-        if get_worker_info() is not None:  # a worker's generators only serve data loading
-            return self._fetch(index)
-        with global_rng_guard():  # the training process: keep the model's random stream untouched
-            return self._fetch(index)
+        """One sample (``batch_size=None``); warnings raised loading it travel with it (see ``_NotedBatch``)."""
+        with warnings.catch_warnings(record=True) as caught:
+            if get_worker_info() is not None:  # a worker's generators only serve data loading
+                sample = self._fetch(index)
+            else:
+                with global_rng_guard():  # the training process: keep the model's random stream untouched
+                    sample = self._fetch(index)
+        return _NotedBatch(sample, _notes(caught)) if caught else sample
 
     def __getitems__(self, indices: list) -> list:
-        """A batch (the fetcher's batched call): the training process saves/restores its generators once."""
+        """A batch (the fetcher's batched call); warnings raised loading it are recorded with the samples (one
+        ``catch_warnings`` per batch: the filters in force decide what is recorded, as they decide what is
+        shown)."""
+        with warnings.catch_warnings(record=True) as caught:
+            samples = self._getitems(indices)
+        if not caught:
+            return samples
+        noted = _NotedSamples(samples)
+        noted.notes = _notes(caught)
+        return noted
+
+    def _getitems(self, indices: list) -> list:
+        """The training process saves/restores its generators once per batch."""
         if get_worker_info() is not None:  # a worker's generators only serve data loading
             return self._fetch_all(indices)
         for i in indices:
@@ -80,6 +205,12 @@ class SeededDataLoader(DataLoader):
     uninterrupted run. With ``num_workers=0`` the generators are restored after each batch, so loading data
     never changes the training process's random stream.
 
+    Warnings raised while samples are loaded (a truncated JPEG decoded leniently, a bad sample skipped with
+    :class:`BadSampleWarning`...) travel with their batch from the worker to the training process and are logged
+    there through the running Runner's logger (``data loading: <message>``, in the console and the log file)
+    when the batch arrives; without a running Runner they are issued again as warnings of the training process.
+    When the sampler is exhausted (the end of an epoch), one summary line gives the counts of that pass.
+
     Indices that are plain ints (another sampler) are fetched as by ``DataLoader``; iterable datasets are not
     touched. ``loader.dataset`` is the dataset given (the seeding lives in the iterator only).
     """
@@ -90,11 +221,19 @@ class SeededDataLoader(DataLoader):
             return super()._get_iterator()
         # The iterator (and the workers it starts) take ``loader.dataset`` once, at construction: show them the
         # seeding view for that moment only. ``DataLoader.__setattr__`` forbids reassigning ``dataset``.
+        # The collate function is wrapped likewise, so that the warnings raised while loading (in a worker or
+        # here) travel with the batch and are logged through the running Runner's logger when it arrives.
+        collate_fn = self.collate_fn
         object.__setattr__(self, 'dataset', _SeededFetch(dataset))
+        object.__setattr__(self, 'collate_fn', _NotedCollate(collate_fn))
         try:
-            return super()._get_iterator()
+            if self.num_workers == 0:
+                return _SingleProcessNotesIter(self)
+            self.check_worker_number_rationality()
+            return _MultiProcessingNotesIter(self)
         finally:
             object.__setattr__(self, 'dataset', dataset)
+            object.__setattr__(self, 'collate_fn', collate_fn)
 
 
 def get_sampler(dataloader: Any) -> Any:

@@ -53,7 +53,10 @@ class CocoDataset(BaseDetDataset):
         FileNotFoundError: ``ann_file`` does not exist.
         ValueError: the json is not COCO-format, lists no images, a name in ``classes`` is not one of its
             categories, or (``test_mode=False``) every annotation of the selected classes has an unusable box
-            (the message names the file and the annotations).
+            (the message names the file and the annotations). With ``on_bad_sample='error'`` (default, see
+            :class:`BaseDetDataset`) also: an image entry without ``file_name`` / numeric ``width`` /
+            ``height``, an annotation without a valid ``bbox`` or whose ``category_id`` is not in
+            ``categories``; ``on_bad_sample='warn'`` skips those with one summary warning.
 
     Warnings (``UserWarning``, and the run's log file through ``DataCheckHook``): dropped boxes, with their
     count, annotation / image ids and the images left without a box; ``width``/``height`` differing from the
@@ -96,30 +99,43 @@ class CocoDataset(BaseDetDataset):
         if not dataset['images']:
             raise ValueError(f'{self.ann_file}: the file lists no images ("images" is empty)')
         self._bad_boxes: list[str] = []
+        self._known_cat_ids = {cat.get('id') for cat in dataset['categories']}
         data_list = []
         for img_id in coco.getImgIds():
             img_info = coco.imgs[img_id]
             anns = [coco.anns[i] for i in coco.getAnnIds(imgIds=[img_id])]
-            data_list.append(self.parse_data_info(img_info, anns, img_prefix))
+            record = self.parse_data_info(img_info, anns, img_prefix)
+            if record is not None:  # None: a bad image skipped (on_bad_sample='warn')
+                data_list.append(record)
         _report_load_problems(self, data_list)
         return data_list
 
-    def parse_data_info(self, img_info: dict, anns: list[dict], img_prefix: str = '') -> dict:
-        """Turn one json image entry and its annotations into a record (see the class docstring)."""
+    def parse_data_info(self, img_info: dict, anns: list[dict], img_prefix: str = '') -> dict | None:
+        """Turn one json image entry and its annotations into a record (see the class docstring); None when the
+        image entry is bad and ``on_bad_sample='warn'`` skips it."""
         try:
             width, height = int(img_info['width']), int(img_info['height'])
             file_name = img_info['file_name']
-        except KeyError as e:
-            raise ValueError(f'{self.ann_file}: image {img_info.get("id")} has no {e.args[0]!r}') from None
+        except (KeyError, TypeError, ValueError) as e:
+            what = repr(e.args[0]) if isinstance(e, KeyError) else f'valid width/height ({e})'
+            self.bad_sample(f'{self.ann_file}: image {img_info.get("id")} has no {what}')
+            return None
+        known = getattr(self, '_known_cat_ids', None)
         instances = []
         for ann in anns:
+            if known is not None and ann.get('category_id') not in known:
+                self.bad_sample(f'{self.ann_file}: annotation {ann.get("id")} of image {img_info["id"]} has '
+                                f'category_id {ann.get("category_id")!r}, which is not in "categories" '
+                                f'(ids {sorted(known)[:20]})')
+                continue
             if ann.get('ignore', False) or ann.get('category_id') not in self.cat2label:
                 continue
             try:
                 x1, y1, w, h = (float(v) for v in ann['bbox'])
             except (KeyError, TypeError, ValueError):
-                raise ValueError(f'{self.ann_file}: annotation {ann.get("id")} of image {img_info["id"]} has '
-                                 f'no valid "bbox" [x, y, w, h], got {ann.get("bbox")!r}') from None
+                self.bad_sample(f'{self.ann_file}: annotation {ann.get("id")} of image {img_info["id"]} has '
+                                f'no valid "bbox" [x, y, w, h], got {ann.get("bbox")!r}')
+                continue
             inter_w = max(0.0, min(x1 + w, width) - max(x1, 0.0))
             inter_h = max(0.0, min(y1 + h, height) - max(y1, 0.0))
             if inter_w * inter_h == 0 or w < 1 or h < 1 or ann.get('area', w * h) <= 0:

@@ -56,7 +56,9 @@ class XMLDataset(BaseDetDataset):
     Raises:
         FileNotFoundError: the id list or an xml file is missing.
         ValueError: malformed xml, an object without ``<name>`` / ``<bndbox>`` / numeric coordinates, or a box
-            with ``xmax < xmin`` / ``ymax < ymin``; the message names the xml file and the object index.
+            with ``xmax < xmin`` / ``ymax < ymin``; the message names the xml file and the object index. With
+            ``on_bad_sample='warn'`` (see :class:`BaseDetDataset`) these objects / images (and a missing xml)
+            are skipped instead, with one summary warning.
     """
 
     def __init__(self, img_subdir: str = 'JPEGImages', ann_subdir: str = 'Annotations', **kwargs: Any) -> None:
@@ -85,10 +87,12 @@ class XMLDataset(BaseDetDataset):
         for img_id in img_ids:
             if not img_id:
                 continue
-            data_list.append(self.parse_data_info(dict(
+            record = self.parse_data_info(dict(
                 img_id=img_id,
                 file_name=osp.join(self.img_subdir, f'{img_id}.jpg'),
-                xml_path=osp.join(self.sub_data_root, self.ann_subdir, f'{img_id}.xml'))))
+                xml_path=osp.join(self.sub_data_root, self.ann_subdir, f'{img_id}.xml')))
+            if record is not None:  # None: a bad image skipped (on_bad_sample='warn')
+                data_list.append(record)
         lines = []
         if self._clipped:
             shown = '; '.join(self._clipped[:5]) + ('; ...' if len(self._clipped) > 5 else '')
@@ -118,13 +122,19 @@ class XMLDataset(BaseDetDataset):
         return (f'{type(self).__name__} {self.ann_file}: ignored {len(self._unknown)} object(s) whose <name> is not '
                 f'in classes {tuple(classes)}: {per_name}; e.g. {where}{"; ..." if len(self._unknown) > 5 else ""}')
 
-    def parse_data_info(self, img_info: dict) -> dict:
-        """Parse one image's xml (``img_info``: ``img_id``, ``file_name``, ``xml_path``) into a record."""
+    def parse_data_info(self, img_info: dict) -> dict | None:
+        """Parse one image's xml (``img_info``: ``img_id``, ``file_name``, ``xml_path``) into a record (None:
+        the image is bad and ``on_bad_sample='warn'`` skips it)."""
         xml_path = img_info['xml_path']
         try:
             root = ET.fromstring(get_bytes(xml_path, self.backend_args))
         except ET.ParseError as e:
-            raise ValueError(f'{xml_path}: malformed xml ({e})') from None
+            self.bad_sample(f'{xml_path}: malformed xml ({e})')
+            return None
+        except FileNotFoundError:
+            self.bad_sample(f'{self.ann_file}: image id {img_info["img_id"]!r} has no annotation file {xml_path}',
+                            FileNotFoundError)
+            return None
         img_path = osp.join(self.sub_data_root, img_info['file_name'])
         width = height = 0
         size = root.find('size')
@@ -133,8 +143,15 @@ class XMLDataset(BaseDetDataset):
                 width, height = int(float(size.findtext('width'))), int(float(size.findtext('height')))
             except (TypeError, ValueError):
                 width = height = 0
-        if width <= 0 or height <= 0:
-            width, height = _read_image_size(img_path, self.backend_args)
+        if width <= 0 or height <= 0:  # no <size>: read the image header
+            try:
+                width, height = _read_image_size(img_path, self.backend_args)
+            except FileNotFoundError:
+                self.bad_sample(f'{xml_path}: no <size> and the image {img_path} does not exist', FileNotFoundError)
+                return None
+            except OSError as e:  # PIL.UnidentifiedImageError and other unreadable files
+                self.bad_sample(f'{xml_path}: no <size> and the image {img_path} cannot be read ({e})', OSError)
+                return None
         return dict(img_path=img_path, img_id=img_info['img_id'], xml_path=xml_path, height=height, width=width,
                     instances=self._parse_instance_info(root, xml_path, width, height))
 
@@ -144,7 +161,8 @@ class XMLDataset(BaseDetDataset):
         for idx, obj in enumerate(root.findall('object')):
             name = (obj.findtext('name') or '').strip()
             if not name:
-                raise ValueError(f'{xml_path}: object #{idx} has no <name>')
+                self.bad_sample(f'{xml_path}: object #{idx} has no <name>')
+                continue
             if name not in self.cat2label:
                 getattr(self, '_unknown', []).append((osp.basename(xml_path), idx, name))
                 continue
@@ -152,20 +170,23 @@ class XMLDataset(BaseDetDataset):
             try:
                 difficult_flag = int(float(difficult)) if difficult not in (None, '') else 0
             except ValueError:
-                raise ValueError(f'{xml_path}: object #{idx} ({name}) has a non-numeric <difficult> '
-                                 f'{difficult!r}') from None
+                self.bad_sample(f'{xml_path}: object #{idx} ({name}) has a non-numeric <difficult> {difficult!r}')
+                continue
             box = obj.find('bndbox')
             if box is None:
-                raise ValueError(f'{xml_path}: object #{idx} ({name}) has no <bndbox>')
+                self.bad_sample(f'{xml_path}: object #{idx} ({name}) has no <bndbox>')
+                continue
             try:
                 x1, y1, x2, y2 = (float(box.findtext(k)) for k in ('xmin', 'ymin', 'xmax', 'ymax'))
             except (TypeError, ValueError):
                 raw = [box.findtext(k) for k in ('xmin', 'ymin', 'xmax', 'ymax')]
-                raise ValueError(f'{xml_path}: object #{idx} ({name}) needs numeric xmin, ymin, xmax, ymax in '
-                                 f'<bndbox>, got {raw}') from None
+                self.bad_sample(f'{xml_path}: object #{idx} ({name}) needs numeric xmin, ymin, xmax, ymax in '
+                                f'<bndbox>, got {raw}')
+                continue
             if x2 < x1 or y2 < y1:
-                raise ValueError(f'{xml_path}: object #{idx} ({name}) has xmax < xmin or ymax < ymin: '
-                                 f'[{x1:g}, {y1:g}, {x2:g}, {y2:g}]')
+                self.bad_sample(f'{xml_path}: object #{idx} ({name}) has xmax < xmin or ymax < ymin: '
+                                f'[{x1:g}, {y1:g}, {x2:g}, {y2:g}]')
+                continue
             if minus_one:
                 x1, y1, x2, y2 = x1 - 1, y1 - 1, x2 - 1, y2 - 1
             if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -79,7 +79,8 @@ def label_path_for(img_path: str) -> str:
     return osp.splitext('/'.join(parts))[0] + '.txt'
 
 
-def parse_label_file(text: str, width: int, height: int, num_classes: int, where: str) -> list[dict]:
+def parse_label_file(text: str, width: int, height: int, num_classes: int, where: str,
+                     on_error: Callable[[str], None] | None = None) -> list[dict]:
     """Instances of one YOLO label file.
 
     Args:
@@ -87,6 +88,7 @@ def parse_label_file(text: str, width: int, height: int, num_classes: int, where
         width, height: the image size in pixels (to un-normalise).
         num_classes: the number of names; class ids must be in ``[0, num_classes)``.
         where: the label file's path, for messages.
+        on_error: called with the message of a bad line, which is then skipped (default: raise ``ValueError``).
 
     Returns:
         ``[dict(bbox=[x1, y1, x2, y2] xyxy pixels, bbox_label=int, ignore_flag=0, mask=[[x, y, ...]] pixels
@@ -96,6 +98,11 @@ def parse_label_file(text: str, width: int, height: int, num_classes: int, where
         ValueError: a line that is neither a box (5 numbers) nor a polygon (odd count >= 7), a value that is not a
             number, or a class id out of range (``file:line`` named).
     """
+    def bad(message: str) -> None:
+        if on_error is None:
+            raise ValueError(message)
+        on_error(message)
+
     instances = []
     for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -104,12 +111,13 @@ def parse_label_file(text: str, width: int, height: int, num_classes: int, where
         try:
             values = [float(v) for v in fields]
         except ValueError:
-            raise ValueError(f'{where}:{line_no}: expected numbers "class cx cy w h" or "class x1 y1 ...", '
-                             f'got {line.strip()!r}') from None
+            bad(f'{where}:{line_no}: expected numbers "class cx cy w h" or "class x1 y1 ...", got {line.strip()!r}')
+            continue
         cls = values[0]
         if cls != int(cls) or not 0 <= cls < num_classes:
-            raise ValueError(f'{where}:{line_no}: class id {fields[0]} is out of range: data.yaml names '
-                             f'{num_classes} classes (ids 0..{num_classes - 1})')
+            bad(f'{where}:{line_no}: class id {fields[0]} is out of range: data.yaml names {num_classes} classes '
+                f'(ids 0..{num_classes - 1})')
+            continue
         coords = values[1:]
         if len(coords) == 4:
             cx, cy, w, h = coords
@@ -122,8 +130,8 @@ def parse_label_file(text: str, width: int, height: int, num_classes: int, where
             instances.append(dict(bbox=[min(xs), min(ys), max(xs), max(ys)], bbox_label=int(cls), ignore_flag=0,
                                   mask=[polygon]))
         else:
-            raise ValueError(f'{where}:{line_no}: {len(coords)} coordinates after the class id; expected 4 '
-                             '(cx cy w h) or an even number >= 6 (a polygon)')
+            bad(f'{where}:{line_no}: {len(coords)} coordinates after the class id; expected 4 (cx cy w h) or an '
+                'even number >= 6 (a polygon)')
     return instances
 
 
@@ -150,6 +158,10 @@ class YOLODataset(BaseDetDataset):
         ValueError: the yaml has no such split, a label file is malformed, or a class in ``metainfo`` is not in
             ``names`` (messages name the file).
         FileNotFoundError: the yaml, an image folder or a listed image is missing.
+        OSError: a listed image cannot be read.
+
+    With ``on_bad_sample='warn'`` (see :class:`BaseDetDataset`), bad label lines and missing / unreadable images
+    are skipped instead, with one summary warning.
     """
 
     METAINFO: dict = {}
@@ -212,12 +224,18 @@ class YOLODataset(BaseDetDataset):
                 with Image.open(img_path) as im:
                     width, height = im.size
             except FileNotFoundError:
-                raise FileNotFoundError(f'{self.ann_file}: image {img_path!r} of split {self.split!r} does not '
-                                        'exist') from None
+                self.bad_sample(f'{self.ann_file}: image {img_path!r} of split {self.split!r} does not exist',
+                                FileNotFoundError)
+                continue
+            except OSError as e:  # PIL.UnidentifiedImageError: not an image Pillow can read
+                self.bad_sample(f'{self.ann_file}: image {img_path!r} of split {self.split!r} cannot be read '
+                                f'({e})', OSError)
+                continue
             label_file = label_path_for(img_path)
             text = get_text(label_file) if osp.isfile(label_file) else ''
             instances = []
-            for inst in parse_label_file(text, width, height, len(names), label_file):
+            on_error = self.bad_sample if self.on_bad_sample == 'warn' else None
+            for inst in parse_label_file(text, width, height, len(names), label_file, on_error):
                 if inst['bbox_label'] in remap:
                     inst['bbox_label'] = remap[inst['bbox_label']]
                     instances.append(inst)
