@@ -183,3 +183,22 @@ def test_missing_package_names_it(tmp_path, monkeypatch, backend, package):
     with pytest.raises(ImportError, match=rf'{backend} needs the {package!r} package: pip install {package}'):
         b.add_scalars({'loss': 1.0}, step=1)
     b.close()
+
+
+def test_aim_read_back_through_repo(tmp_path):
+    from aim import Repo
+    from aim.storage.context import Context
+    backend = _log_three_steps(dict(type='AimVisBackend', init_kwargs=dict(experiment='cells')), tmp_path)
+    repo = Repo(str(backend.save_dir))  # the repository is <save_dir>/.aim
+    runs = list(repo.iter_runs())  # lists indexed runs only: close() indexed it
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.experiment == 'cells'
+    assert run['hparams']['model'] == {'type': 'CellNet', 'width': 8}
+    assert run['hparams']['optim_wrapper']['optimizer']['lr'] == 0.1
+    steps, (values, _epochs, _times) = run.get_metric('loss', Context({})).data.items_list()
+    assert [(int(s), round(float(v), 6)) for s, v in zip(steps, values)] == [(1, 1.0), (2, 0.5), (3, 0.333333)]
+    names = {m.name for m in run.metrics()}
+    assert names >= {'loss', 'lr'} and 'mode' not in names
+    images = run.get_image_sequence('pred', Context({}))
+    assert images is not None and images.data.indices_list() == [3]

@@ -1,6 +1,7 @@
 """AimVisBackend: log a run to an Aim repository (MMEngine's ``AimVisBackend`` arguments)."""
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -23,7 +24,14 @@ class AimVisBackend(BaseVisBackend):
     * ``add_config``: the config dict as the run's ``hparams``;
     * ``add_scalar(s)``: numeric values with ``run.track(value, name, step)``;
     * ``add_image``: ``aim.Image`` tracked at ``step``;
-    * ``close``: ``run.close()``.
+    * ``close``: ``run.close()``, then adds the run to the repository's index (what ``aim up`` and
+      ``aim storage reindex`` do), so that ``aim.Repo(path).iter_runs()`` and queries find it at once.
+
+    Why the index step: Aim (3.17 and later) writes each run into its own chunk database
+    (``.aim/meta/chunks/<hash>``) and readers list runs from the index database (``.aim/meta/index``) only,
+    which Aim fills from a background indexer that runs inside ``aim up`` / ``aim server``. Without it a closed
+    run stays invisible to ``Repo.iter_runs()`` until ``aim up`` is started. If the index is locked by another
+    process (a running ``aim up``), that process indexes the run itself and only a warning is logged.
 
     Args:
         save_dir: Default repository directory.
@@ -71,6 +79,15 @@ class AimVisBackend(BaseVisBackend):
             run.track(value, name=key, step=int(step))
 
     def close(self) -> None:
-        if self._run is not None:
-            self._run.close()
-            self._run = None
+        if self._run is None:
+            return
+        run, self._run = self._run, None
+        repo, run_hash = run.repo, run.hash
+        run.close()
+        from aim.sdk.index_manager import RepoIndexManager
+        try:
+            RepoIndexManager.get_index_manager(repo).index(run_hash)
+        except Exception as e:  # e.g. the index is locked by a running `aim up`, which indexes the run itself
+            from kiln.logging import print_log
+            print_log(f'AimVisBackend: could not index run {run_hash} in {repo.path} ({e!r}); '
+                      '`aim up` or `aim storage reindex` will index it', level=logging.WARNING)
