@@ -184,3 +184,66 @@ def test_truncated_jpeg_decodes_with_a_warning_and_check_data_reports_it(tmp_pat
                              data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES)))
     [p] = [p for p in rep.problems if p.code == 'truncated_image']
     assert p.file.endswith('BloodImage_00001.jpg') and p.index == 'train.txt:2' and p.severity == 'warning'
+
+
+def _run_log(tmp_path: Path, dataset: dict) -> str:
+    """One epoch of a real Runner (with DataCheckHook) on ``dataset``; the text of the run's log file."""
+    import torch
+
+    from kiln.model import BaseModel
+    from kiln.runner import Runner
+
+    class MeanNet(BaseModel):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            return dict(loss=((torch.stack([i.float().mean() / 255 for i in inputs]) - self.w) ** 2).mean())
+
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+                dict(type='Resize', scale=(64, 48), keep_ratio=False), dict(type='PackDetInputs')]
+    runner = Runner(model=MeanNet(), work_dir=str(tmp_path / 'work'),
+                    train_dataloader=dict(dataset=dict(dataset, pipeline=pipeline), batch_size=3,
+                                          sampler=dict(type='DefaultSampler', shuffle=False)),
+                    train_cfg=dict(by_epoch=True, max_epochs=1),
+                    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                    default_hooks=dict(checkpoint=None, data_check=dict(type='DataCheckHook')),
+                    randomness=dict(seed=0), log_level='WARNING')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # asserted in the log file below
+        runner.train()
+    [log] = list((tmp_path / 'work').glob('*/*.log'))
+    return log.read_text()
+
+
+def test_coco_bad_boxes_and_wrong_sizes_reach_the_log_file_of_a_run(tmp_path):
+    data, ann = _coco_subset(tmp_path)
+    victims = [im['id'] for im in data['images'][:2]]
+    broken = _break_boxes(data, victims)
+    data['images'][3]['height'] += 7
+    ann.write_text(json.dumps(data))
+    text = _run_log(tmp_path, dict(type='CocoDataset', ann_file=str(ann),
+                                   data_prefix=dict(img=str(COCO128 / 'images/train2017') + '/')))
+    [dropped] = [ln for ln in text.splitlines() if 'unusable box' in ln]
+    assert 'WARNING' in dropped and 'train data: ' in dropped
+    assert f'dropped {len(broken)} annotation(s)' in dropped and '2 of 6 image(s) have no box left' in dropped
+    assert f'annotation {broken[0]} of image {victims[0]}' in dropped
+    [sizes] = [ln for ln in text.splitlines() if 'do not match the image file' in ln]
+    assert f'image {data["images"][3]["id"]} ' in sizes and 'width/height of 1 image(s)' in sizes
+
+
+def test_voc_dropped_and_unknown_objects_reach_the_log_file_of_a_run(tmp_path):
+    root = _voc_copy(tmp_path, ['BloodImage_00000', 'BloodImage_00003'], {'Platelets': 'platelet'})
+    xml = root / 'Annotations/BloodImage_00000.xml'
+    text = xml.read_text()
+    start = text.index('<bndbox>')
+    end = text.index('</bndbox>', start)
+    xml.write_text(text[:start] + '<bndbox><xmin>700</xmin><ymin>10</ymin><xmax>720</xmax><ymax>30</ymax>'
+                   + text[end:])  # object #0 lies right of the 640-pixel-wide image
+    log = _run_log(tmp_path, dict(type='VOCDataset', data_root=str(root), ann_file='ImageSets/Main/train.txt',
+                                  data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES)))
+    [dropped] = [ln for ln in log.splitlines() if 'with zero area after clipping' in ln]
+    assert 'dropped 1 box(es)' in dropped and 'BloodImage_00000.xml object #0' in dropped
+    [unknown] = [ln for ln in log.splitlines() if 'whose <name> is not in classes' in ln]
+    assert "'platelet' x1 (did you mean 'Platelets'?)" in unknown and 'BloodImage_00003.xml object #' in unknown
