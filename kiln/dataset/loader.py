@@ -106,17 +106,23 @@ class _NotesIterMixin:
             data = data.batch
             self._skipped = getattr(self, '_skipped', 0) + sum(issubclass(n[0], BadSampleWarning) for n in notes)
             self._warned = getattr(self, '_warned', 0) + len(notes)
-            _report_notes(notes)
+            seen = self.__dict__.setdefault('_seen', set())
+            fresh = [n for n in notes if n[1] not in seen]  # the same message once per pass (no log flood)
+            seen.update(n[1] for n in fresh)
+            _report_notes(fresh)
         return data
 
     def _summarise(self) -> None:
         skipped, warned = getattr(self, '_skipped', 0), getattr(self, '_warned', 0)
+        distinct = len(getattr(self, '_seen', ()))
         self._skipped = self._warned = 0
+        self._seen = set()
         if warned:
             dataset = getattr(self._dataset, 'dataset', self._dataset)  # type: ignore[attr-defined]
+            repeats = f' ({distinct} distinct, each logged once)' if distinct < warned else ''
             _report_notes([(UserWarning, f'{type(dataset).__name__}: this pass over the data raised {warned} '
-                                         f'data warning(s); {skipped} bad sample(s) were skipped and replaced by '
-                                         'other samples (see the warnings above)', __file__, 0)])
+                                         f'data warning(s){repeats}; {skipped} bad sample(s) were skipped and '
+                                         'replaced by other samples (see the warnings above)', __file__, 0)])
 
 
 class _SingleProcessNotesIter(_NotesIterMixin, _SingleProcessDataLoaderIter):
@@ -208,8 +214,9 @@ class SeededDataLoader(DataLoader):
     Warnings raised while samples are loaded (a truncated JPEG decoded leniently, a bad sample skipped with
     :class:`BadSampleWarning`...) travel with their batch from the worker to the training process and are logged
     there through the running Runner's logger (``data loading: <message>``, in the console and the log file)
-    when the batch arrives; without a running Runner they are issued again as warnings of the training process.
-    When the sampler is exhausted (the end of an epoch), one summary line gives the counts of that pass.
+    when the batch arrives (each distinct message once per pass over the data); without a running Runner they
+    are issued again as warnings of the training process. When the sampler is exhausted (the end of an epoch),
+    one summary line gives the counts of that pass.
 
     Indices that are plain ints (another sampler) are fetched as by ``DataLoader``; iterable datasets are not
     touched. ``loader.dataset`` is the dataset given (the seeding lives in the iterator only).
