@@ -94,8 +94,10 @@ def _load_strict(runner: Any, checkpoint: str) -> None:
     try:
         runner.load_checkpoint(checkpoint, strict=True)
     except CheckpointError as e:
-        raise CLIError(f'checkpoint {checkpoint!r} does not fit the model of the config (train it with this config, '
-                       f'or fix num_classes / the model): {e}') from e
+        message = (f'checkpoint {checkpoint!r} does not fit the model of the config (train it with this config, '
+                   f'or fix num_classes / the model): {e}')
+        runner.logger.error(message)  # in the run's log file too
+        raise CLIError(message) from e
 
 
 def _jsonable(value: Any) -> Any:
