@@ -152,6 +152,7 @@ class _SeededFetch(Dataset):
     def __getitem__(self, index: Any) -> Any:
         """One sample (``batch_size=None``); warnings raised loading it travel with it (see ``_NotedBatch``)."""
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', BadSampleWarning)
             if get_worker_info() is not None:  # a worker's generators only serve data loading
                 sample = self._fetch(index)
             else:
@@ -162,8 +163,10 @@ class _SeededFetch(Dataset):
     def __getitems__(self, indices: list) -> list:
         """A batch (the fetcher's batched call); warnings raised loading it are recorded with the samples (one
         ``catch_warnings`` per batch: the filters in force decide what is recorded, as they decide what is
-        shown)."""
+        shown, so with the ``'default'`` action one warning repeated within a batch is recorded once;
+        :class:`BadSampleWarning` is always recorded, every skip counts)."""
         with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', BadSampleWarning)  # every skip is counted, even two in one batch
             samples = self._getitems(indices)
         if not caught:
             return samples

@@ -70,10 +70,10 @@ class _MeanNet(BaseModel):
         return x
 
 
-def _train(tmp_path: Path, dataset: dict, num_workers: int = 1, max_epochs: int = 1) -> str:
+def _train(tmp_path: Path, dataset: dict, num_workers: int = 1, max_epochs: int = 1, batch_size: int = 2) -> str:
     """Train ``_MeanNet`` on ``dataset`` for ``max_epochs``; returns the run's log file text."""
     runner = Runner(model=_MeanNet(), work_dir=str(tmp_path / 'work'),
-                    train_dataloader=dict(dataset=dict(dataset, pipeline=PIPELINE), batch_size=2,
+                    train_dataloader=dict(dataset=dataset, batch_size=batch_size,
                                           num_workers=num_workers,
                                           sampler=dict(type='DefaultSampler', shuffle=True)),
                     train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
@@ -87,7 +87,7 @@ def _train(tmp_path: Path, dataset: dict, num_workers: int = 1, max_epochs: int 
 def test_truncated_jpeg_warning_from_a_worker_reaches_the_log_file(tmp_path):
     root = _voc_copy(tmp_path)
     _truncate(root / 'JPEGImages/BloodImage_00001.jpg')
-    text = _train(tmp_path, _voc_cfg(root), num_workers=1)
+    text = _train(tmp_path, _voc_cfg(root, pipeline=PIPELINE), num_workers=1)
     lines = [ln for ln in text.splitlines() if 'is a truncated JPEG' in ln]
     assert len(lines) == 1 and 'BloodImage_00001.jpg' in lines[0] and 'WARNING' in lines[0]
     assert 'data loading: LoadImageFromFile:' in lines[0]
@@ -95,10 +95,21 @@ def test_truncated_jpeg_warning_from_a_worker_reaches_the_log_file(tmp_path):
     assert 'VOCDataset: this pass over the data raised 1 data warning(s); 0 bad sample(s) were skipped' in text
 
 
+def test_a_repeated_warning_is_logged_once_per_pass_and_counted(tmp_path):
+    root = _voc_copy(tmp_path)
+    _truncate(root / 'JPEGImages/BloodImage_00001.jpg')
+    # batch_size=1: Python's 'default' warning filter shows a warning once per batch (per catch_warnings)
+    text = _train(tmp_path, dict(type='RepeatDataset', times=3, dataset=_voc_cfg(root, pipeline=PIPELINE)),
+                  num_workers=1, batch_size=1)
+    assert text.count('BloodImage_00001.jpg\' is a truncated JPEG') == 1
+    assert ('RepeatDataset: this pass over the data raised 3 data warning(s) (1 distinct, each logged once); '
+            '0 bad sample(s)') in text
+
+
 def test_unreadable_image_is_skipped_in_a_run_with_the_count_in_the_log(tmp_path):
     root = _voc_copy(tmp_path)
     _garble(root / 'JPEGImages/BloodImage_00002.jpg')
-    text = _train(tmp_path, _voc_cfg(root, on_bad_sample='warn'), num_workers=1, max_epochs=2)
+    text = _train(tmp_path, _voc_cfg(root, on_bad_sample='warn', pipeline=PIPELINE), num_workers=1, max_epochs=2)
     skipped = [ln for ln in text.splitlines() if 'skipped sample 2 (' in ln]
     assert len(skipped) == 2  # once per epoch
     assert all('BloodImage_00002.jpg' in ln and 'cannot decode image' in ln for ln in skipped)
