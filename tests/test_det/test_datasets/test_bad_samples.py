@@ -221,3 +221,25 @@ def test_yolo_bad_label_lines_error_or_skip(tmp_path):
 def test_on_bad_sample_is_validated(tmp_path):
     with pytest.raises(ValueError, match="on_bad_sample must be 'error' or 'warn', got 'skip'"):
         _voc(_voc_copy(tmp_path), on_bad_sample='skip')
+
+
+def test_replacement_survives_an_exact_resume(tmp_path):
+    root = _voc_copy(tmp_path)
+    _garble(root / 'JPEGImages/BloodImage_00000.jpg')
+    flip = [*PIPELINE[:3], dict(type='RandomFlip', prob=0.5), PIPELINE[3]]
+    ds = _voc(root, pipeline=flip, on_bad_sample='warn')
+
+    def epoch(position: int) -> list:
+        loader = build_dataloader(dict(dataset=ds, sampler=dict(type='DefaultSampler', shuffle=True),
+                                       batch_size=1, num_workers=1), seed=11)
+        loader.sampler.set_epoch(3)
+        loader.sampler.load_state_dict(dict(epoch=3, seed=11, shuffle=True, position=position))
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return [(Path(s.metainfo['img_path']).name, round(s.gt_instances.bboxes.sum().item(), 3),
+                     float(b['inputs'][0].float().mean())) for b in loader for s in b['data_samples']]
+
+    full = epoch(0)
+    assert len(full) == 4 and 'BloodImage_00000.jpg' not in [name for name, *_ in full]
+    for position in (1, 2, 3):
+        assert epoch(position) == full[position:]  # the replaced sample, too, is the same after a resume
