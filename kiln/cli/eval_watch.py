@@ -60,6 +60,11 @@ def build_evaluate(cfg: Any, work_dir: str, device: str | None) -> Any:
     go to ``WORK_DIR/eval_watch/<timestamp>``)."""
     cfg.work_dir = osp.join(work_dir, 'eval_watch') if '://' not in work_dir else work_dir.rstrip('/') + '/eval_watch'
     cfg.load_from, cfg.resume = None, False
+    # the evaluation Runner keeps its logs local: the trackers get the metrics from the watcher's visualizer,
+    # at the checkpoint's iteration (see build_visualizer)
+    vis = cfg.get('visualizer')
+    if isinstance(vis, dict):
+        cfg.visualizer = dict(vis, vis_backends=[dict(type='LocalVisBackend')])
     if cfg.get('val_dataloader') is None:
         raise CLIError('the config has no val_dataloader to evaluate the checkpoints with')
     with config_root(cfg):
@@ -76,6 +81,26 @@ def build_evaluate(cfg: Any, work_dir: str, device: str | None) -> Any:
     return evaluate
 
 
+def build_visualizer(vis_cfg: Any, work_dir: str, run_name: str | None) -> Any:
+    """The watcher's Visualizer: the config's ``visualizer`` with its tracker backends (``LocalVisBackend``
+    dropped: the watcher merges into the run's ``scalars.json`` itself), saving under
+    ``WORK_DIR/eval_watch/<run>-eval-watch/vis_data``, so trackers that name runs after the run directory
+    (MLflow, ClearML) call it ``<run>-eval-watch``. None when the config names no other backend."""
+    if not isinstance(vis_cfg, dict):
+        return None
+    backends = [b for b in (vis_cfg.get('vis_backends') or [])
+                if not (isinstance(b, dict) and b.get('type') in ('LocalVisBackend', 'kiln.LocalVisBackend'))]
+    if not backends:
+        return None
+    from kiln.runner.builders import build_visualizer as _build
+    name = f'{run_name or "run"}-eval-watch'
+    root = work_dir.rstrip('/') + '/eval_watch' if '://' in work_dir else osp.join(work_dir, 'eval_watch')
+    save_dir = f'{root}/{name}/vis_data' if '://' in work_dir else osp.join(root, name, 'vis_data')
+    cfg = dict(vis_cfg)
+    cfg.update(vis_backends=backends, save_dir=save_dir, name=name)
+    return _build(cfg, name, save_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the evaluation Runner, then poll WORK_DIR (see :class:`kiln.evaluator.watcher.CheckpointWatcher`)."""
     from kiln.evaluator.watcher import CheckpointWatcher
@@ -86,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f'--interval must be > 0, got {args.interval}')
     config = args.config or _find_config(work_dir)
     cfg = load_config(config, args.cfg_options, command='eval-watch')
+    vis_cfg = cfg.get('visualizer')
+    vis_cfg = vis_cfg.to_dict() if hasattr(vis_cfg, 'to_dict') else vis_cfg
     evaluate = build_evaluate(cfg, work_dir, args.device)
     try:
         watcher = CheckpointWatcher(work_dir, evaluate, metric=args.metric, rule=args.rule,
@@ -94,7 +121,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(str(e)) from e
     try:
+        watcher.visualizer = build_visualizer(vis_cfg, work_dir, watcher.training_run())
         watcher.run(interval=args.interval, once=args.once, max_idle=args.max_idle)
     except KeyboardInterrupt:
         print('eval-watch: interrupted; the state is saved, run the same command to continue', flush=True)
+    finally:
+        watcher.close()
     return 0

@@ -15,7 +15,10 @@ Files (all under ``WORK_DIR``):
 - the training run's ``<timestamp>/vis_data/scalars.json`` gets one line per evaluation, with the metrics, the
   checkpoint's ``epoch`` / ``iter``, ``step`` (epoch, or iteration for ``iter_N.pth``), ``source: "eval-watch"``
   and ``checkpoint``;
-- ``STOP`` (the stop file ``StopFileHook`` honours) after N evaluations in a row without improvement.
+- ``STOP`` (the stop file ``StopFileHook`` honours) after N evaluations in a row without improvement;
+- with a ``visualizer`` (``kiln eval-watch`` builds one from the config's ``visualizer.vis_backends``: MLflow,
+  W&B, TensorBoard...), each evaluation's numeric metrics and the checkpoint's ``epoch`` go to its backends at
+  ``step`` = the checkpoint's iteration (its epoch when the checkpoint records no iteration).
 
 Only checkpoints named ``epoch_N.pth`` / ``iter_N.pth`` whose step is not beyond the one ``last_checkpoint`` names
 are read: kiln writes checkpoints atomically and ``last_checkpoint`` after them, so a file being written is never
@@ -97,6 +100,9 @@ class CheckpointWatcher:
             improvement (None: never).
         min_delta: smallest change counted as an improvement.
         log: where progress lines go (default ``print``).
+        visualizer: an object with ``add_scalars(scalars, step)`` and ``close()`` (a kiln ``Visualizer``) that
+            receives each new evaluation; closed by :meth:`close`. Evaluations replayed from the journal on a
+            restart are not sent again.
 
     Raises:
         ValueError: invalid ``rule`` or ``stop_after_no_improvement`` < 1.
@@ -104,7 +110,7 @@ class CheckpointWatcher:
 
     def __init__(self, work_dir: str, evaluate: Callable[[str], tuple[dict, dict]], metric: str | None = None,
                  rule: str | None = None, stop_after_no_improvement: int | None = None, min_delta: float = 0.0,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, visualizer: Any = None) -> None:
         if rule not in (None, 'greater', 'less'):
             raise ValueError(f"eval-watch: rule must be 'greater' or 'less', got {rule!r}")
         if stop_after_no_improvement is not None and stop_after_no_improvement < 1:
@@ -116,6 +122,7 @@ class CheckpointWatcher:
         self.patience = stop_after_no_improvement
         self.min_delta = abs(min_delta)
         self.log = log
+        self.visualizer = visualizer
         self.dir = _join(self.work_dir, 'eval_watch')
         self.fs, _ = _fs(self.work_dir)
         self.fs.makedirs(_fs(self.dir)[1], exist_ok=True)
@@ -221,15 +228,24 @@ class CheckpointWatcher:
             self.log(f'eval-watch: cannot link {link} ({e}); best.json records the best checkpoint')
 
     # ---------------------------------------------------------------------------------- scalars
-    def _scalars_file(self) -> str | None:
-        """``vis_data/scalars.json`` of the newest ``<timestamp>`` run directory of the work dir, or None."""
+    def _run_names(self) -> list[str]:
+        """Names of the ``<timestamp>`` run directories of the work dir, newest first."""
         _, root = _fs(self.work_dir)
         runs = []
         for entry in self.fs.ls(root, detail=False):
             name = entry.rstrip('/').rsplit('/', 1)[-1]
             if re.fullmatch(r'\d{8}_\d{6}', name):
                 runs.append(name)
-        for name in sorted(runs, reverse=True):
+        return sorted(runs, reverse=True)
+
+    def training_run(self) -> str | None:
+        """Name of the newest ``<timestamp>`` run directory of the work dir (the training run), or None."""
+        names = self._run_names()
+        return names[0] if names else None
+
+    def _scalars_file(self) -> str | None:
+        """``vis_data/scalars.json`` of the newest ``<timestamp>`` run directory of the work dir, or None."""
+        for name in self._run_names():
             path = _join(self.work_dir, name, 'vis_data', 'scalars.json')
             if self.fs.exists(_fs(path)[1]):
                 return path
@@ -247,6 +263,23 @@ class CheckpointWatcher:
                     step=record.get('iter') if kind and kind[0] == 'iter' else record.get('epoch'),
                     source='eval-watch', checkpoint=record['checkpoint'])
         self._append_line(path, line)
+
+    def _send(self, record: dict) -> None:
+        """The record's numeric metrics and ``epoch`` to the visualizer, at the checkpoint's iteration."""
+        if self.visualizer is None:
+            return
+        scalars = {k: v for k, v in record['metrics'].items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if record.get('epoch') is not None:
+            scalars['epoch'] = record['epoch']
+        step = record.get('iter') if record.get('iter') is not None else record.get('epoch')
+        self.visualizer.add_scalars(scalars, step=int(step or 0))
+
+    def close(self) -> None:
+        """Close the visualizer (ends the tracker runs); the watcher's files need no closing."""
+        if self.visualizer is not None:
+            visualizer, self.visualizer = self.visualizer, None
+            visualizer.close()
 
     # --------------------------------------------------------------------------------------- run
     def pending(self) -> list[str]:
@@ -272,6 +305,7 @@ class CheckpointWatcher:
             # journal first: whatever happens next, a restart knows this checkpoint is done
             self._append_line(_join(self.dir, 'metrics.jsonl'), record)
             self._merge_scalars(record)
+            self._send(record)
             self._update(self.state, record)
             self._save_state()
             self.log(f'eval-watch: {name} (epoch {record["epoch"]}, iter {record["iter"]}): '

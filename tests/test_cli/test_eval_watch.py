@@ -157,3 +157,46 @@ def test_train_and_watch_in_subprocesses_with_restart_and_stop(tmp_path):
     best = json.loads((work / 'eval_watch' / 'best.json').read_text())
     assert best['score'] == max(r['metrics']['accuracy'] for r in journal)
     assert (work / 'eval_watch' / 'best_accuracy.pth').resolve().name == Path(best['checkpoint']).name
+
+
+def test_watcher_sends_metrics_to_the_config_trackers(tmp_path):
+    """A real 2-epoch training run, then `kiln eval-watch --once` with a config naming TensorBoard and MLflow:
+    both trackers get each checkpoint's metrics at its iteration, in a run of their own, read back with their
+    own readers."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from kiln.cli.main import main
+    uri = f'sqlite:///{tmp_path / "mlflow.db"}'
+    trackers = (f"visualizer = dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend'), "
+                f"dict(type='TensorboardVisBackend'), dict(type='MLflowVisBackend', exp_name='cells', "
+                f"tracking_uri={uri!r})])\n")
+    (tmp_path / 'train.py').write_text(TRAIN.replace('MAX_EPOCHS', '2').replace('n_images=30', 'n_images=6'))
+    (tmp_path / 'val.py').write_text(VAL.replace('n_images=10', 'n_images=3') + trackers)
+    work = tmp_path / 'work'
+    train = _kiln('train', 'train.py', '--work-dir', work, cwd=tmp_path)
+    out, _ = train.communicate(timeout=120)
+    assert train.returncode == 0, out
+    assert main(['eval-watch', str(work), '--config', str(tmp_path / 'val.py'), '--once',
+                 '--metric', 'accuracy']) == 0
+    journal = _journal(work)
+    assert [r['checkpoint'] for r in journal] == ['epoch_1.pth', 'epoch_2.pth']
+    iters = [r['iter'] for r in journal]
+    assert iters[0] > 0 and iters[1] == 2 * iters[0]
+    (run_dir,) = [p for p in work.iterdir() if p.is_dir() and p.name[:8].isdigit()]
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name('cells').experiment_id])
+    assert run.info.run_name == f'{run_dir.name}-eval-watch' and run.info.status == 'FINISHED'
+    acc = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, 'accuracy'))
+    assert acc == [(i, pytest.approx(r['metrics']['accuracy'])) for i, r in zip(iters, journal)]
+    epochs = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, 'epoch'))
+    assert epochs == [(iters[0], 1.0), (iters[1], 2.0)]
+
+    events = EventAccumulator(str(work / 'eval_watch' / f'{run_dir.name}-eval-watch' / 'vis_data'))
+    events.Reload()
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars('accuracy')] == [
+        (i, r['metrics']['accuracy']) for i, r in zip(iters, journal)]
+    # the evaluation Runner itself kept its logs local: no second tracker run, no events at step 0
+    assert [p.parent.parent.name for p in (work / 'eval_watch').glob('*/vis_data/events.*')] == [
+        f'{run_dir.name}-eval-watch']
