@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_zero_config(args)
     cfg = load_config(args.config, args.cfg_options, command='train')
     cfg.launcher = args.launcher
-    from kiln.logging.progress import add_progress_hook
-    add_progress_hook(cfg, enabled=not args.no_progress)  # shown only when stdout is a terminal
+    from kiln.logging.progress import configure_progress
+    configure_progress(cfg, enabled=not args.no_progress)  # the Runner's default `progress` hook: off if asked
     set_work_dir(cfg, args.work_dir, args.config)
     if args.amp:
         optim_wrapper = cfg.get('optim_wrapper')

@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.progress import Progress
 
-__all__ = ['progress_enabled', 'make_progress', 'track', 'ProgressHook', 'add_progress_hook']
+__all__ = ['progress_enabled', 'make_progress', 'track', 'ProgressHook', 'add_progress_hook', 'configure_progress',
+           'disable_progress']
 
 T = TypeVar('T')
 
@@ -84,6 +85,10 @@ def track(iterable: Iterable[T], total: int | None = None, description: str = 'w
 class ProgressHook(Hook):
     """Show a progress display during the Runner's validation and test loops (rank 0 only).
 
+    A default hook of the Runner (``default_hooks`` name ``progress``): ``default_hooks=dict(progress=None)``
+    removes it, ``default_hooks=dict(progress=dict(type='ProgressHook', enabled=False))`` turns it off. When a
+    config also lists one in ``custom_hooks``, only one display is shown.
+
     While the display is up, the runner's console log lines are printed above it (the log file is unchanged).
 
     Args:
@@ -104,6 +109,9 @@ class ProgressHook(Hook):
         from kiln.dist import is_main_process
         if not is_main_process() or not progress_enabled(self.enabled, self.console):
             return
+        if any(isinstance(h, ProgressHook) and h is not self and h._progress is not None
+               for h in getattr(runner, 'hooks', [])):
+            return  # another ProgressHook (default + custom_hooks) already shows this loop
         loader = runner.val_dataloader if mode == 'val' else runner.test_dataloader
         try:
             total = len(loader)
@@ -165,15 +173,26 @@ class _ConsoleStream:
         pass
 
 
-def add_progress_hook(cfg: Any, enabled: bool = True) -> None:
-    """Add ``dict(type='ProgressHook')`` to ``cfg.custom_hooks`` (what ``kiln train`` / ``kiln test`` do unless
-    ``--no-progress``); nothing when ``enabled`` is False, when the config sets ``env_cfg.progress=False``, or when
-    the config already has a ProgressHook."""
+def disable_progress(cfg: Any) -> None:
+    """Remove the Runner's default ``progress`` hook from ``cfg`` (``default_hooks.progress = None``) and any
+    ProgressHook of ``cfg.custom_hooks``: what ``kiln train/test --no-progress`` do."""
+    hooks = dict(cfg.get('default_hooks') or {})
+    hooks['progress'] = None
+    cfg['default_hooks'] = hooks
+    custom = cfg.get('custom_hooks')
+    if custom:
+        cfg['custom_hooks'] = [h for h in custom
+                               if not (isinstance(h, dict) and h.get('type') in ('ProgressHook', ProgressHook))]
+
+
+def configure_progress(cfg: Any, enabled: bool = True) -> None:
+    """Apply ``kiln train/test``'s progress switch to ``cfg``: nothing to add (``ProgressHook`` is a default
+    Runner hook); with ``enabled=False`` (``--no-progress``) or ``env_cfg.progress=False`` in the config it is
+    removed (:func:`disable_progress`)."""
     env_cfg = cfg.get('env_cfg') or {}
     if not enabled or env_cfg.get('progress', True) is False:
-        return
-    hooks = list(cfg.get('custom_hooks') or [])
-    if any(isinstance(h, dict) and h.get('type') in ('ProgressHook', ProgressHook) for h in hooks):
-        return
-    hooks.append(dict(type='ProgressHook'))
-    cfg['custom_hooks'] = hooks
+        disable_progress(cfg)
+
+
+#: The name used before ``ProgressHook`` became a default Runner hook.
+add_progress_hook = configure_progress

@@ -26,6 +26,7 @@ from kiln.dataset import build_dataloader, get_sampler
 from kiln.dist import get_dist_info, is_main_process, rank_log_files
 from kiln.logging import MessageHub, close_logger, get_logger
 from kiln.logging.current import scoped
+from kiln.logging.progress import ProgressHook  # noqa: F401  (registers the default `progress` hook)
 from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save, unwrap_model
 from kiln.registry import RUNNERS, init_default_scope
 
@@ -44,7 +45,8 @@ _DEFAULT_HOOKS = dict(runtime_info=dict(type='RuntimeInfoHook'), timer=dict(type
                       sampler_seed=dict(type='DistSamplerSeedHook'), logger=dict(type='LoggerHook'),
                       param_scheduler=dict(type='ParamSchedulerHook'),
                       checkpoint=dict(type='CheckpointHook', interval=1),
-                      stop_file=dict(type='StopFileHook'))  # `touch work_dir/STOP` (or kiln eval-watch) ends training
+                      stop_file=dict(type='StopFileHook'),  # `touch work_dir/STOP` (or kiln eval-watch) ends training
+                      progress=dict(type='ProgressHook'))  # val/test bar on a terminal; nothing otherwise
 
 
 @dataclass
@@ -85,7 +87,8 @@ class Runner:
         param_scheduler: scheduler(s) or config(s).
         val_evaluator / test_evaluator: Evaluator, metric config(s), or ``dict(type='Evaluator', metrics=...)``.
         default_hooks: ``{name: cfg | Hook | None}`` merged over the defaults (runtime_info, timer, sampler_seed,
-            logger, param_scheduler, checkpoint); None disables a default hook; extra names are added.
+            logger, param_scheduler, checkpoint, stop_file, progress); None disables a default hook
+            (``progress=None``: no val/test progress bar); extra names are added.
         custom_hooks: list of hook configs / hooks (``priority`` key optional, default NORMAL).
         data_preprocessor: default ``data_preprocessor`` of a model config.
         load_from: checkpoint whose weights are loaded before running.

@@ -5,7 +5,7 @@ import re
 from rich.console import Console
 
 from kiln.config import Config
-from kiln.logging.progress import ProgressHook, add_progress_hook, progress_enabled, track
+from kiln.logging.progress import ProgressHook, configure_progress, progress_enabled, track
 from kiln.runner import Runner
 from test_runner.toy import runner_kwargs
 
@@ -77,15 +77,16 @@ def test_val_without_terminal_is_plain_log_lines(tmp_path, capsys):
     assert all(not type(s).__name__.startswith('_Console') for s in handler_streams)
 
 
-def test_add_progress_hook_switches():
-    cfg = Config(dict(custom_hooks=[dict(type='EMAHook')]))
-    add_progress_hook(cfg)
-    assert cfg.custom_hooks == [dict(type='EMAHook'), dict(type='ProgressHook')]
-    add_progress_hook(cfg)  # not twice
-    assert len(cfg.custom_hooks) == 2
-    off = Config(dict())
-    add_progress_hook(off, enabled=False)  # --no-progress
-    assert 'custom_hooks' not in off
-    env_off = Config(dict(env_cfg=dict(progress=False)))
-    add_progress_hook(env_off)
-    assert 'custom_hooks' not in env_off
+def test_progress_is_a_default_runner_hook_and_switches_off(tmp_path):
+    runner = Runner(**runner_kwargs(tmp_path / 'a'))
+    assert [type(h).__name__ for h in runner.hooks].count('ProgressHook') == 1
+    runner = Runner(**runner_kwargs(tmp_path / 'b', default_hooks=dict(progress=None)))
+    assert 'ProgressHook' not in [type(h).__name__ for h in runner.hooks]
+    cfg = Config(dict(custom_hooks=[dict(type='EMAHook'), dict(type='ProgressHook')]))
+    configure_progress(cfg)  # on: nothing to add, the Runner has it
+    assert cfg.custom_hooks == [dict(type='EMAHook'), dict(type='ProgressHook')] and 'default_hooks' not in cfg
+    configure_progress(cfg, enabled=False)  # --no-progress: the default and a custom one removed
+    assert cfg.default_hooks == dict(progress=None) and cfg.custom_hooks == [dict(type='EMAHook')]
+    env_off = Config(dict(env_cfg=dict(progress=False), default_hooks=dict(logger=dict(type='LoggerHook'))))
+    configure_progress(env_off)
+    assert env_off.default_hooks == dict(logger=dict(type='LoggerHook'), progress=None)

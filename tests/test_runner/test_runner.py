@@ -22,7 +22,7 @@ def test_init_is_cheap_and_lazy(tmp_path):
     assert (runner.launcher, runner.distributed, runner.rank, runner.world_size) == ('none', False, 0, 1)
     assert [type(h).__name__ for h in runner.hooks] == [
         'RuntimeInfoHook', 'IterTimerHook', 'DistSamplerSeedHook', 'LoggerHook', 'ParamSchedulerHook',
-        'CheckpointHook', 'StopFileHook']
+        'CheckpointHook', 'ProgressHook', 'StopFileHook']
     assert isinstance(runner.model, CellNet)  # built on first access
     assert runner._train_loop is None
 
@@ -115,7 +115,8 @@ def test_hooks_are_called_by_priority_then_registration_order(tmp_path):
     names = [getattr(h, 'name', type(h).__name__) for h in runner.hooks]
     # equal priority: registration order (default hooks are registered before custom hooks)
     assert names == ['first', 'RuntimeInfoHook', 'high', 'DistSamplerSeedHook', 'normal1', 'normal2', 'LoggerHook',
-                     'ParamSchedulerHook', 'low', 'very_low_int', 'StopFileHook']  # LOWEST: after every save
+                     'ParamSchedulerHook', 'low', 'ProgressHook', 'very_low_int',  # VERY_LOW, registered first
+                     'StopFileHook']  # LOWEST: after every save
     runner.call_hook('before_run')
     assert log == ['first', 'high', 'normal1', 'normal2', 'low', 'very_low_int']
 
