@@ -23,6 +23,43 @@ def _cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
     return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
 
 
+def _topk_scores(scores: Tensor, score_thr: float, topk: int | None,
+                 results: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    """:func:`filter_scores_and_topk` (MMDetection semantics: the ``topk`` best (prior, class) pairs with score >
+    ``score_thr``, by decreasing score, ties in (prior, class) order) without sorting every pair above the
+    threshold.
+
+    ``torch.topk`` picks the ``topk`` best of the P * C scores first; only the kept pairs are then sorted. When
+    an exact tie straddles the cut (the pair at rank ``topk`` has the score of one beyond it, and that score
+    passes the threshold) topk's choice among the tied pairs could differ from a full sort, so that case falls
+    back to :func:`filter_scores_and_topk`. With an untrained or weak head most pairs pass a 0.05 threshold
+    (RetinaNet at 800x1216: ~11M pairs), where the full sort dominated inference time.
+
+    Args:
+        scores: float (P, C) class scores. score_thr: keep scores > it. topk: at most this many (<= 0: all).
+        results: per-prior tensors (P, ...) to index with the kept prior ids.
+
+    Returns:
+        ``(scores (K,), labels int64 (K,), prior ids int64 (K,), filtered results)``.
+    """
+    num_classes = scores.size(1)
+    flat = scores.reshape(-1)
+    if topk is None or topk <= 0 or topk >= flat.numel():
+        return filter_scores_and_topk(scores, score_thr, topk, results)
+    vals, idxs = flat.topk(topk)
+    kth = vals[-1]
+    if bool(kth > score_thr) and int((flat >= kth).sum()) != topk:
+        return filter_scores_and_topk(scores, score_thr, topk, results)
+    passed = vals > score_thr
+    vals, idxs = vals[passed], idxs[passed]
+    idxs, perm = idxs.sort()  # (prior, class) order, then a stable sort by decreasing score
+    vals, order = vals[perm].sort(descending=True, stable=True)
+    idxs = idxs[order]
+    keep = torch.div(idxs, num_classes, rounding_mode='floor')
+    labels = idxs % num_classes
+    return vals, labels, keep, {k: v[keep] for k, v in results.items()}
+
+
 class BaseDenseHead(BaseModule):
     """Dense head base. Subclasses provide ``forward(x) -> tuple`` of per-level outputs, ``loss_by_feat`` and the
     attributes ``prior_generator``, ``bbox_coder``, ``cls_out_channels``, ``num_classes``, ``use_sigmoid_cls`` and
@@ -122,8 +159,8 @@ class BaseDenseHead(BaseModule):
             bbox_pred = bbox_pred.permute(1, 2, 0).reshape(-1, dim)
             cls_score = cls_score.permute(1, 2, 0).reshape(-1, self.cls_out_channels)
             probs = cls_score.sigmoid() if self.use_sigmoid_cls else cls_score.softmax(-1)[:, :-1]
-            s, lab, keep, kept = filter_scores_and_topk(probs, score_thr, nms_pre,
-                                                        dict(bbox_pred=bbox_pred, priors=priors, probs=probs))
+            s, lab, keep, kept = _topk_scores(probs, score_thr, nms_pre,
+                                              dict(bbox_pred=bbox_pred, priors=priors, probs=probs))
             boxes.append(kept['bbox_pred'])
             priors_kept.append(kept['priors'])
             scores.append(s)
