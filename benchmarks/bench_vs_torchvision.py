@@ -1,4 +1,4 @@
-"""kiln's detectors against torchvision's on the same architecture, interleaved in one process.
+"""kiln's detectors against torchvision's on the same architecture, timed step by step interleaved.
 
 For each family (RetinaNet, FCOS, Faster R-CNN, Mask R-CNN; ResNet-50 FPN, random init, no pretrained weights)
 it times
@@ -20,16 +20,30 @@ Settings that make the two sides the same network:
   ``min_size`` / ``max_size`` set so that its transform does not resize the inputs (512x512 training,
   800x1216 inference).
 
-Remaining differences (each library's defaults, kept): RoIAlign sampling (MMDetection adaptive, torchvision 2x2),
-proposals per image (MMDetection 1000 after NMS in training, torchvision 2000), RetinaNet's P6 input (C5 in
-MMDetection, P5 in torchvision), FCOS's centerness branch and norm. Run from the repository root::
+* ``--match-settings`` (default on): the R-CNNs differ by default in RoIAlign sampling (MMDetection
+  ``sampling_ratio=0``, adaptive: ``ceil(roi_size / output_size)`` points per bin, torchvision 2x2) and in the
+  proposal counts (MMDetection 2000 per level before NMS / 1000 per image after NMS in training, 1000 / 1000 at
+  test time; torchvision 2000 / 2000 and 1000 / 1000). With the option kiln takes torchvision's values, so the
+  two run the same computation; ``--no-match-settings`` compares each library's defaults. The settings used are
+  printed per family.
 
-    .venv/bin/python benchmarks/bench_vs_torchvision.py [--reps 5] [--warmup 1] [--threads 2] [--families ...]
+Remaining differences (kept): RetinaNet's P6 input (C5 in MMDetection, P5 in torchvision), FCOS's centerness
+branch and norm, the classifier initialisation (so the number of detections above the 0.05 score threshold, and
+with it the mask-pasting work at inference, differs between the random-init models; it is printed).
+
+Each side runs in its own child process (``multiprocessing`` spawn) that builds its model and answers "train
+step" / "inference" requests; the parent alternates kiln and torchvision step by step, so the timings stay
+interleaved, and reads each child's peak resident set size (``VmHWM``) after its training steps ("peak RSS
+train", MiB, includes the model build). Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_vs_torchvision.py [--reps 5] [--warmup 1] [--threads 2] [--families ...] \
+        [--no-match-settings] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -137,8 +151,9 @@ def tv_batch(items: list[dict], with_masks: bool) -> tuple[list[torch.Tensor], l
 
 
 # ---------------------------------------------------------------------------------------------------- models
-def build_kiln(family: str) -> torch.nn.Module:
-    """The kiln model of ``family`` (80 classes, all stages trainable, BN in train mode); raises if missing."""
+def build_kiln(family: str, match_settings: bool = False) -> torch.nn.Module:
+    """The kiln model of ``family`` (80 classes, all stages trainable, BN in train mode; torchvision's R-CNN
+    settings with ``match_settings``, see :func:`match_kiln_settings`); raises if missing."""
     from kiln.config import Config
     from kiln.registry import MODELS, init_default_scope
     init_default_scope('kiln.det')
@@ -151,6 +166,8 @@ def build_kiln(family: str) -> torch.nn.Module:
             cfg.roi_head.mask_head.num_classes = 80
     else:
         cfg.bbox_head.num_classes = 80
+    if match_settings:
+        match_kiln_settings(cfg)
     return MODELS.build(cfg)
 
 
@@ -172,6 +189,34 @@ def set_tv_size(model: torch.nn.Module, min_size: int, max_size: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- steps
+def match_kiln_settings(cfg) -> None:
+    """Give the kiln config torchvision's R-CNN settings (``--match-settings``): RoIAlign ``sampling_ratio=2`` in
+    every RoI extractor and torchvision's proposal counts (per level before NMS, per image after NMS: 2000 / 2000
+    in training, 1000 / 1000 at test time)."""
+    if 'roi_head' not in cfg:
+        return
+    for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
+        if key in cfg.roi_head:
+            cfg.roi_head[key].roi_layer.sampling_ratio = TV_SETTINGS['sampling_ratio']
+    cfg.train_cfg.rpn_proposal.update(nms_pre=TV_SETTINGS['train_pre_nms'], max_per_img=TV_SETTINGS['train_post_nms'])
+    cfg.test_cfg.rpn.update(nms_pre=TV_SETTINGS['test_pre_nms'], max_per_img=TV_SETTINGS['test_post_nms'])
+
+
+# torchvision's fasterrcnn/maskrcnn_resnet50_fpn defaults (MultiScaleRoIAlign sampling_ratio=2, rpn_pre_nms_top_n_*
+# per level, rpn_post_nms_top_n_* per image)
+TV_SETTINGS = dict(sampling_ratio=2, train_pre_nms=2000, train_post_nms=2000, test_pre_nms=1000, test_post_nms=1000)
+
+
+def kiln_settings(model) -> str:
+    """One line: the kiln model's RoIAlign sampling ratio and proposal counts."""
+    if not hasattr(model, 'roi_head'):
+        return 'n/a'
+    sr = model.roi_head.bbox_roi_extractor.roi_layers[0].sampling_ratio
+    tr, te = model.train_cfg['rpn_proposal'], model.test_cfg['rpn']
+    return (f'RoIAlign sampling_ratio={sr}; proposals train {tr["nms_pre"]} per level / {tr["max_per_img"]} after NMS, '
+            f'test {te["nms_pre"]} / {te["max_per_img"]}')
+
+
 def kiln_train_step(model, opt, batch) -> None:
     data = model.data_preprocessor(batch, True)
     loss, _ = model.parse_losses(model(**data, mode='loss'))
@@ -194,78 +239,166 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (``VmHWM``; ``ru_maxrss`` where /proc is missing), MiB."""
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(conn, side: str, family: str, threads: int, match: bool, train_items, test_items) -> None:
+    """Child process holding one side's model: answers ``build``, ``train``, ``rss``, ``infer``, ``quit`` with
+    timings, so that the parent can interleave the two sides step by step while each side's memory is its own."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    with_masks = family == 'mask_rcnn'
+    try:
+        if side == 'kiln':
+            model = build_kiln(family, match)
+            settings = kiln_settings(model)
+        else:
+            model = build_torchvision(family, 512, (800, 1216))
+            settings = ('RoIAlign sampling_ratio=2; proposals train 2000 per level / 2000 after NMS, test 1000 / 1000'
+                        if family in ('faster_rcnn', 'mask_rcnn') else 'defaults')
+    except Exception as e:  # a family kiln does not have yet (unregistered type, missing config)
+        conn.send(('missing', f'{type(e).__name__}: {str(e).splitlines()[0][:160]}'))
+        conn.close()
+        return
+    conn.send(('ok', sum(p.numel() for p in model.parameters()), settings))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    if side == 'kiln':
+        train_batch, test_batch = kiln_batch(train_items, with_masks), kiln_batch(test_items, False)
+        train_fn = lambda: kiln_train_step(model, opt, train_batch)  # noqa: E731
+
+        def infer_fn():
+            return len(model(**model.data_preprocessor(test_batch, False), mode='predict')[0].pred_instances)
+    else:
+        train_batch, test_batch = tv_batch(train_items, with_masks), tv_batch(test_items, False)[0]
+        train_fn = lambda: tv_train_step(model, opt, train_batch)  # noqa: E731
+
+        def infer_fn():
+            return len(model(test_batch)[0]['boxes'])
+    model.train()
+    if side == 'tv':
+        set_tv_size(model, 512, 512)
+    while True:
+        cmd = conn.recv()
+        if cmd == 'train':
+            conn.send(timed(train_fn))
+        elif cmd == 'rss':
+            conn.send(peak_rss_mib())
+            model.eval()
+            if side == 'tv':
+                set_tv_size(model, 800, 1333)
+        elif cmd == 'infer':
+            with torch.no_grad():
+                t = time.perf_counter()
+                n = infer_fn()
+                conn.send((time.perf_counter() - t, n))
+        else:
+            conn.close()
+            return
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--reps', type=int, default=5, help='timed repetitions per measurement (median)')
     ap.add_argument('--warmup', type=int, default=1, help='untimed repetitions first')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--families', nargs='+', default=list(FAMILIES), choices=FAMILIES)
+    ap.add_argument('--match-settings', action=argparse.BooleanOptionalAction, default=True,
+                    help="R-CNNs: give kiln torchvision's RoIAlign sampling_ratio=2 and proposal counts (default on; "
+                         '--no-match-settings compares the library defaults)')
     ap.add_argument('--json', help='also write the results to this file')
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     train_hw, test_hw = (512, 512), (800, 1216)
     train_items = load_coco_images(2, train_hw)
     test_items = load_coco_images(1, test_hw)
+    ctx = mp.get_context('spawn')
 
     results = {}
     for family in args.families:
-        with_masks = family == 'mask_rcnn'
+        procs, conns, info = {}, {}, {}
+        for side in ('kiln', 'tv'):
+            parent, child = ctx.Pipe()
+            procs[side] = ctx.Process(target=worker, args=(child, side, family, args.threads, args.match_settings,
+                                                           train_items, test_items), daemon=True)
+            procs[side].start()
+            child.close()
+            conns[side] = parent
+            info[side] = parent.recv()  # builds one side at a time
         try:
-            kiln_model = build_kiln(family)
-        except Exception as e:  # a family kiln does not have yet (unregistered type, missing config)
-            results[family] = dict(status=f'missing in kiln: {type(e).__name__}: {str(e).splitlines()[0][:160]}')
-            print(f'{family}: {results[family]["status"]}', flush=True)
-            continue
-        tv_model = build_torchvision(family, train_hw[0], test_hw)
-        params = (sum(p.numel() for p in kiln_model.parameters()), sum(p.numel() for p in tv_model.parameters()))
-        k_opt = torch.optim.SGD(kiln_model.parameters(), lr=1e-4, momentum=0.9)
-        t_opt = torch.optim.SGD(tv_model.parameters(), lr=1e-4, momentum=0.9)
-        k_train, t_train = kiln_batch(train_items, with_masks), tv_batch(train_items, with_masks)
-        k_test, t_test = kiln_batch(test_items, False), tv_batch(test_items, False)[0]
+            if info['kiln'][0] != 'ok':
+                results[family] = dict(status=f'missing in kiln: {info["kiln"][1]}')
+                print(f'{family}: {results[family]["status"]}', flush=True)
+                continue
+            if info['tv'][0] != 'ok':
+                raise RuntimeError(f'torchvision {family}: {info["tv"][1]}')
+            print(f'{family}: kiln settings: {info["kiln"][2]}; torchvision: {info["tv"][2]}', flush=True)
+            times = {'kiln_train': [], 'tv_train': [], 'kiln_infer': [], 'tv_infer': []}
+            dets = {'kiln': [], 'tv': []}
 
-        times = {'kiln_train': [], 'tv_train': [], 'kiln_infer': [], 'tv_infer': []}
-        kiln_model.train()
-        tv_model.train()
-        set_tv_size(tv_model, *train_hw)
-        for i in range(args.warmup + args.reps):
-            k = timed(lambda: kiln_train_step(kiln_model, k_opt, k_train))
-            t = timed(lambda: tv_train_step(tv_model, t_opt, t_train))
-            if i >= args.warmup:
-                times['kiln_train'].append(k)
-                times['tv_train'].append(t)
-        kiln_model.eval()
-        tv_model.eval()
-        set_tv_size(tv_model, test_hw[0], 1333)
-        with torch.no_grad():
+            def step(cmd: str, key: str, i: int) -> None:
+                for side in ('kiln', 'tv'):  # alternate: both sides see the same machine load
+                    conns[side].send(cmd)
+                    out = conns[side].recv()
+                    t = out[0] if cmd == 'infer' else out
+                    if i >= args.warmup:
+                        times[f'{side}_{key}'].append(t)
+                        if cmd == 'infer':
+                            dets[side].append(out[1])
+
             for i in range(args.warmup + args.reps):
-                k = timed(lambda: kiln_model(**kiln_model.data_preprocessor(k_test, False), mode='predict'))
-                t = timed(lambda: tv_model(t_test))
-                if i >= args.warmup:
-                    times['kiln_infer'].append(k)
-                    times['tv_infer'].append(t)
+                step('train', 'train', i)
+            rss = {}
+            for side in ('kiln', 'tv'):
+                conns[side].send('rss')
+                rss[side] = conns[side].recv()
+            for i in range(args.warmup + args.reps):
+                step('infer', 'infer', i)
+        finally:
+            for side, conn in conns.items():
+                if procs[side].is_alive():
+                    try:
+                        conn.send('quit')
+                    except (BrokenPipeError, OSError):
+                        pass
+                procs[side].join(timeout=60)
         med = {k: statistics.median(v) for k, v in times.items()}
-        results[family] = dict(status='ok', params_kiln=params[0], params_torchvision=params[1],
+        results[family] = dict(status='ok', params_kiln=info['kiln'][1], params_torchvision=info['tv'][1],
+                               settings_kiln=info['kiln'][2], settings_torchvision=info['tv'][2],
                                **{f'{k}_s': round(v, 3) for k, v in med.items()},
                                train_ratio=round(med['kiln_train'] / med['tv_train'], 2),
-                               infer_ratio=round(med['kiln_infer'] / med['tv_infer'], 2))
+                               infer_ratio=round(med['kiln_infer'] / med['tv_infer'], 2),
+                               peak_rss_train_kiln_mib=round(rss['kiln']), peak_rss_train_tv_mib=round(rss['tv']),
+                               detections_kiln=dets['kiln'][-1], detections_tv=dets['tv'][-1])
         r = results[family]
-        print(f'{family}: params kiln {params[0]:,} / torchvision {params[1]:,}; '
+        print(f'{family}: params kiln {r["params_kiln"]:,} / torchvision {r["params_torchvision"]:,}; '
               f'train step {r["kiln_train_s"]:.2f} s vs {r["tv_train_s"]:.2f} s (x{r["train_ratio"]}); '
-              f'inference {r["kiln_infer_s"]:.2f} s vs {r["tv_infer_s"]:.2f} s (x{r["infer_ratio"]})', flush=True)
+              f'peak RSS train {r["peak_rss_train_kiln_mib"]} vs {r["peak_rss_train_tv_mib"]} MiB; '
+              f'inference {r["kiln_infer_s"]:.2f} s vs {r["tv_infer_s"]:.2f} s (x{r["infer_ratio"]}; '
+              f'{r["detections_kiln"]} vs {r["detections_tv"]} detections)', flush=True)
 
     print()
     print(f'batch 2 x 512x512 training step, 1 x 800x1216 inference, {args.threads} threads, '
-          f'median of {args.reps} after {args.warmup} warm-up, interleaved')
-    print('| family | params kiln / torchvision | train step kiln | torchvision | kiln/tv | inference kiln | '
-          'torchvision | kiln/tv |')
-    print('|---|---|---|---|---|---|---|---|')
+          f'median of {args.reps} after {args.warmup} warm-up, interleaved; '
+          f'{"matched R-CNN settings (--match-settings)" if args.match_settings else "library defaults"}')
+    print('| family | params kiln / torchvision | train step kiln | torchvision | kiln/tv | peak RSS train kiln | '
+          'torchvision | inference kiln | torchvision | kiln/tv |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     for family, r in results.items():
         if r['status'] != 'ok':
-            print(f'| {family} | {r["status"]} | | | | | | |')
+            print(f'| {family} | {r["status"]} | | | | | | | | |')
             continue
         print(f'| {family} | {r["params_kiln"]:,} / {r["params_torchvision"]:,} | {r["kiln_train_s"]:.2f} s | '
-              f'{r["tv_train_s"]:.2f} s | {r["train_ratio"]} | {r["kiln_infer_s"]:.2f} s | {r["tv_infer_s"]:.2f} s | '
+              f'{r["tv_train_s"]:.2f} s | {r["train_ratio"]} | {r["peak_rss_train_kiln_mib"]} MiB | '
+              f'{r["peak_rss_train_tv_mib"]} MiB | {r["kiln_infer_s"]:.2f} s | {r["tv_infer_s"]:.2f} s | '
               f'{r["infer_ratio"]} |')
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
