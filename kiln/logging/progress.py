@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 from kiln.hooks.hook import Hook
 from kiln.registry import HOOKS
@@ -56,20 +56,25 @@ def make_progress(console: Console | None = None, transient: bool = True) -> Pro
 
 
 def track(iterable: Iterable[T], total: int | None = None, description: str = 'working',
-          enabled: bool | None = None, console: Console | None = None) -> Iterator[T]:
+          enabled: bool | None = None, console: Console | None = None,
+          advance: Callable[[T], int] | None = None) -> Iterator[T]:
     """Yield the items of ``iterable`` while showing count, rate and ETA (a ``rich`` bar, removed when done).
 
     Args:
         iterable: What to iterate over.
-        total: Number of items (default ``len(iterable)`` when it has one; without it no ETA is shown).
+        total: Number of units (default ``len(iterable)`` when it has one; None: unknown, no ETA, the count
+            still goes up).
         description: Label in front of the bar.
         enabled: True / False, or None to show it only when ``console`` is a terminal.
         console: The ``rich`` console to draw on (default: stdout).
+        advance: Units an item counts for, e.g. ``len`` when the items are batches of images or video frames
+            and ``total`` counts images / frames (default: 1 per item). The bar advances once the caller asks
+            for the next item, i.e. after the item was processed.
     """
     if not progress_enabled(enabled, console):
         yield from iterable
         return
-    if total is None:
+    if total is None and advance is None:
         try:
             total = len(iterable)  # type: ignore[arg-type]
         except TypeError:
@@ -78,7 +83,7 @@ def track(iterable: Iterable[T], total: int | None = None, description: str = 'w
         task = progress.add_task(description, total=total)
         for item in iterable:
             yield item
-            progress.advance(task)
+            progress.advance(task, 1 if advance is None else advance(item))
 
 
 @HOOKS.register_module()

@@ -90,3 +90,16 @@ def test_progress_is_a_default_runner_hook_and_switches_off(tmp_path):
     env_off = Config(dict(env_cfg=dict(progress=False), default_hooks=dict(logger=dict(type='LoggerHook'))))
     configure_progress(env_off)
     assert env_off.default_hooks == dict(logger=dict(type='LoggerHook'), progress=None)
+
+
+def test_track_batches_of_frames_advance_by_their_length():
+    """`kiln infer`'s use: batches of images / video frames, the bar counting frames (total known or not)."""
+    tty = _tty()
+    batches = [[0, 1], [2, 3], [4]]
+    assert list(track(iter(batches), total=5, description='cells.mp4', console=tty, advance=len)) == batches
+    assert re.search(r'cells\.mp4.*5/5', _plain(tty))
+    unknown = _tty()  # a container that does not give its frame count: no total, the count still goes up
+    assert list(track(iter(batches), total=None, description='clip', console=unknown, advance=len)) == batches
+    assert re.search(r'clip.*\b5\b', _plain(unknown)) and '5/5' not in _plain(unknown)
+    piped = _pipe()  # not a terminal: nothing drawn
+    assert list(track(iter(batches), total=5, console=piped, advance=len)) == batches and piped.file.getvalue() == ''

@@ -12,7 +12,6 @@ import glob
 import json
 import os
 import os.path as osp
-import sys
 from typing import Any, Iterator
 
 __all__ = ['add_parser', 'run', 'VIDEO_EXTENSIONS']
@@ -90,34 +89,6 @@ def _expand(inputs: list[str]) -> tuple[list[str], list[str]]:
     return images, videos
 
 
-class _Progress:
-    """A ``rich`` progress bar over images / frames when stdout is a terminal (and not disabled), else silent."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar: Any = None
-        if enabled and sys.stdout.isatty():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-            self.bar = Progress(TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), TimeRemainingColumn())
-
-    def __enter__(self) -> '_Progress':
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def task(self, description: str, total: int | None) -> Any:
-        return self.bar.add_task(description, total=total) if self.bar is not None else None
-
-    def advance(self, task: Any, n: int) -> None:
-        if self.bar is not None:
-            self.bar.advance(task, n)
-
-
 def _filtered(pred: dict, score_thr: float) -> dict:
     keep = [i for i, s in enumerate(pred['scores']) if s > score_thr]
     return {k: [v[i] for i in keep] if isinstance(v, list) else v for k, v in pred.items()}
@@ -161,32 +132,35 @@ def run(args: argparse.Namespace) -> int:
     classes = inferencer.dataset_meta.get('classes')
     names = DetInferencer._names(images)
     preds_dir, vis_dir = osp.join(args.out_dir, 'preds'), osp.join(args.out_dir, 'vis')
-    with _Progress(not args.no_progress) as progress:
-        task = progress.task('images', len(images)) if images else None
-        done = 0
-        for batch in iter_batches(images, args.batch_size):
-            for path, sample in zip(batch, inferencer.predict(batch)):
-                name = names[done]
-                done += 1
-                record = dict(img_path=path, **_filtered(pred_to_dict(sample, classes), args.score_thr))
-                _write_json(osp.join(preds_dir, name + '.json'), record)
-                inferencer.visualize(path, sample, pred_score_thr=args.score_thr,
-                                     out_file=osp.join(vis_dir, name + '.png'))
-            progress.advance(task, len(batch))
-        for video in videos:
-            count = _infer_video(inferencer, video, args, progress, classes)
-            print(f'{video}: {count} frames -> {osp.join(vis_dir, osp.splitext(osp.basename(video))[0] + ".mp4")}')
+    from kiln.logging.progress import track
+    show = False if args.no_progress else None  # None: a rich bar on a terminal only, nothing in logs / pipes
+    done = 0
+    for batch in track(iter_batches(images, args.batch_size), total=len(images), description='images',
+                       enabled=show if images else False, advance=len):
+        for path, sample in zip(batch, inferencer.predict(batch)):
+            name = names[done]
+            done += 1
+            record = dict(img_path=path, **_filtered(pred_to_dict(sample, classes), args.score_thr))
+            _write_json(osp.join(preds_dir, name + '.json'), record)
+            inferencer.visualize(path, sample, pred_score_thr=args.score_thr,
+                                 out_file=osp.join(vis_dir, name + '.png'))
+    for video in videos:
+        count = _infer_video(inferencer, video, args, show, classes)
+        print(f'{video}: {count} frames -> {osp.join(vis_dir, osp.splitext(osp.basename(video))[0] + ".mp4")}')
     print(f'{len(images)} image(s), {len(videos)} video(s): predictions in {preds_dir}, drawings in {vis_dir}')
     return 0
 
 
-def _infer_video(inferencer: Any, video: str, args: argparse.Namespace, progress: _Progress,
+def _infer_video(inferencer: Any, video: str, args: argparse.Namespace, show: bool | None,
                  classes: Any) -> int:
     """Predict every frame of ``video``; writes ``preds/<stem>/<frame:06d>.json`` and ``vis/<stem>.mp4`` (same
-    fps and size as the input, drawings of the frames). Returns the number of frames."""
+    fps and size as the input, drawings of the frames), with a progress bar over the frames (``show``: see
+    :func:`kiln.logging.progress.track`; no ETA when the container does not give the frame count). Returns the
+    number of frames."""
     import cv2
     from kiln.cli._common import CLIError
     from kiln.det.apis.inferencer import iter_batches, pred_to_dict
+    from kiln.logging.progress import track
     cap = cv2.VideoCapture(video)
     if not cap.isOpened():
         raise CLIError(f'OpenCV cannot open video {video!r}')
@@ -197,10 +171,10 @@ def _infer_video(inferencer: Any, video: str, args: argparse.Namespace, progress
     out_path = osp.join(args.out_dir, 'vis', stem + '.mp4')
     os.makedirs(osp.dirname(out_path), exist_ok=True)
     writer = None
-    task = progress.task(osp.basename(video), total)
     index = 0
     try:
-        for frames in iter_batches(_frames(video), args.batch_size):
+        for frames in track(iter_batches(_frames(video), args.batch_size), total=total,
+                            description=osp.basename(video), enabled=show, advance=len):
             for frame, sample in zip(frames, inferencer.predict(frames)):
                 record = dict(img_path=video, frame=index,
                               **_filtered(pred_to_dict(sample, classes), args.score_thr))
@@ -213,7 +187,6 @@ def _infer_video(inferencer: Any, video: str, args: argparse.Namespace, progress
                         raise CLIError(f'OpenCV cannot write video {out_path!r} (mp4v codec)')
                 writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                 index += 1
-            progress.advance(task, len(frames))
     finally:
         if writer is not None:
             writer.release()
