@@ -253,6 +253,11 @@ class CheckpointHook(Hook):
     def before_train_epoch(self, runner: Runner) -> None:
         self._flush(runner)  # a custom val loop may not call after_val: the validation is over by now anyway
 
+    def idle_train_iter(self, runner: Runner, stage: str) -> bool:
+        """Nothing to do per iteration for the coming epoch when saving by epoch with no rewrite pending (see
+        ``kiln.hooks.hook.stage_methods``): such a hook sets ``_pending`` only in ``after_train_epoch``."""
+        return self.by_epoch and (stage == 'after_train_iter' or self._pending is None)
+
     def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None) -> None:
         if self._pending is not None:  # (iteration-based loops with a val loop that skips after_val)
             self._flush(runner)

@@ -208,10 +208,24 @@ def overrides(hook: Any, stage: str) -> bool:
     return generic is not None and getattr(cls, generic) is not getattr(Hook, generic)
 
 
-def stage_methods(hooks: Any, stage: str) -> list:
+def stage_methods(hooks: Any, stage: str, runner: Any = None) -> list:
     """The bound ``<stage>`` methods of the ``hooks`` that override it (see :func:`overrides`), in order: call
-    these instead of every hook's method, so hooks with nothing to do at a mount point cost nothing there."""
-    return [getattr(hook, stage) for hook in hooks if overrides(hook, stage)]
+    these instead of every hook's method, so hooks with nothing to do at a mount point cost nothing there.
+
+    With ``runner`` given, a hook may also leave itself out for the coming epoch: a method
+    ``idle_train_iter(runner, stage) -> bool`` (optional, kiln's extension) returning True says that its
+    ``before_train_iter`` / ``after_train_iter`` has nothing to do until the train loop asks again (at the next
+    epoch; once per run for iteration-based loops), e.g. a CheckpointHook that saves by epoch. It must answer
+    from state that cannot change during the iterations it skips."""
+    out = []
+    for hook in hooks:
+        if not overrides(hook, stage):
+            continue
+        idle = getattr(hook, 'idle_train_iter', None) if runner is not None else None
+        if idle is not None and idle(runner, stage):
+            continue
+        out.append(getattr(hook, stage))
+    return out
 
 
 _GENERIC_OF = {stage: generic for generic, stages in _GENERIC.items() for stage in stages}

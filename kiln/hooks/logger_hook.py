@@ -46,6 +46,7 @@ class LoggerHook(Hook):
     """
 
     priority = 'BELOW_NORMAL'
+    _last_logged: int | None = None
 
     def __init__(self, interval: int = 10, ignore_last: bool = True, log_metric_by_epoch: bool = True,
                  out_dir: str | None = None, out_suffix: str | tuple[str, ...] = ('.json', '.log', '.py', 'yaml'),
@@ -58,15 +59,31 @@ class LoggerHook(Hook):
         self.out_dir = out_dir
         self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
         self.keep_local = keep_local
+        # batch index of this epoch's last batch when it is logged although off the interval; -1: none; None:
+        # unknown (no before_train_epoch seen), then after_train_iter works it out each time
+        self._last_logged: int | None = None
+
+    def before_train_epoch(self, runner: Runner) -> None:
+        loop = runner.train_loop
+        n = _len(loop.dataloader) if getattr(loop, 'by_epoch', True) else None
+        self._last_logged = -1 if n is None or (self.ignore_last and n > self.interval) else n - 1
+
+    def after_train_epoch(self, runner: Runner) -> None:
+        self._last_logged = None
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if (batch_idx + 1) % self.interval:  # not a logging iteration, unless it ends the epoch
-            loop = runner.train_loop
-            # batch_idx counts within the epoch for epoch-based loops, over the whole run for iteration-based
-            n = _len(loop.dataloader) if getattr(loop, 'by_epoch', True) else None
-            if n is None or batch_idx + 1 != n or (self.ignore_last and n > self.interval):
-                return
+            last = self._last_logged
+            if last is not None:  # known since before_train_epoch: no dataloader length per iteration
+                if batch_idx != last:
+                    return
+            else:
+                loop = runner.train_loop
+                # batch_idx counts within the epoch for epoch-based loops, over the whole run for iteration-based
+                n = _len(loop.dataloader) if getattr(loop, 'by_epoch', True) else None
+                if n is None or batch_idx + 1 != n or (self.ignore_last and n > self.interval):
+                    return
         tag, line = runner.log_processor.get_log_after_iter(runner, batch_idx, 'train')
         runner.logger.info(line)
         runner.visualizer.add_scalars(tag, step=runner.iter + 1)

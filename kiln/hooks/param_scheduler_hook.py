@@ -34,6 +34,10 @@ class ParamSchedulerHook(Hook):
 
     priority = 'LOW'
 
+    def idle_train_iter(self, runner: Runner, stage: str) -> bool:
+        """True when no scheduler steps per iteration (see ``kiln.hooks.hook.stage_methods``)."""
+        return not any(not s.by_epoch and not getattr(s, 'need_val_args', False) for s in _schedulers(runner))
+
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         if not runner.param_schedulers:

@@ -88,6 +88,10 @@ class StopFileHook(Hook):
             loop.stop_training = True
             runner.logger.info(f'Stop file {self._path(runner)} found: training stops after epoch {runner.epoch + 1}')
 
+    def idle_train_iter(self, runner: Runner, stage: str) -> bool:
+        """Epoch-based loops look for the file after each epoch only (see ``kiln.hooks.hook.stage_methods``)."""
+        return getattr(runner.train_loop, 'by_epoch', True)
+
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:
         loop = runner.train_loop

@@ -215,13 +215,20 @@ def materialize(buffers: Iterable[HistoryBuffer]) -> None:
 
     All pending tensors of all buffers are stacked per (device, dtype) and read back
     with a single ``.tolist()`` each, so logging N loss terms costs one device sync,
-    not N.
+    not N. CPU tensors (nothing to sync) are read one by one with ``item()``, which is cheaper.
     """
     groups: dict[tuple, list[tuple[HistoryBuffer, int]]] = defaultdict(list)
     for buf in buffers:
-        for idx in buf._pending:
-            t = buf._values[idx]
-            groups[(t.device, t.dtype)].append((buf, idx))
+        pending = buf._pending
+        if not pending:
+            continue
+        values = buf._values
+        for idx in pending:
+            t = values[idx]
+            if t.is_cpu:  # no device to sync with: one ``item()`` is cheaper than stacking
+                values[idx] = float(t.item())
+            else:
+                groups[(t.device, t.dtype)].append((buf, idx))
         buf._pending = []
     for entries in groups.values():
         stacked = torch.stack([buf._values[idx] for buf, idx in entries])

@@ -150,8 +150,9 @@ class _TrainLoop(BaseLoop):
 
     def _refresh_iter_hooks(self) -> None:
         """Look up, once per epoch (per run for iteration-based loops), which hooks override
-        ``before_train_iter`` / ``after_train_iter``, so the iterations call only those (a hook registered
-        mid-epoch takes part from the next epoch). A Runner subclass with its own ``call_hook`` is always
+        ``before_train_iter`` / ``after_train_iter`` and are not idle for now (``idle_train_iter``, see
+        ``kiln.hooks.hook.stage_methods``), so the iterations call only those (a hook registered mid-epoch takes
+        part from the next epoch). A Runner subclass with its own ``call_hook`` is always
         called through it."""
         from .runner import Runner
         runner = self.runner
@@ -159,7 +160,8 @@ class _TrainLoop(BaseLoop):
             self._iter_hooks = None
             return
         hooks = runner.hooks
-        self._iter_hooks = (stage_methods(hooks, 'before_train_iter'), stage_methods(hooks, 'after_train_iter'))
+        self._iter_hooks = (stage_methods(hooks, 'before_train_iter', runner),
+                            stage_methods(hooks, 'after_train_iter', runner))
 
     def run_iter(self, batch_idx: int, data_batch: Any) -> None:
         """One training iteration: ``before_train_iter`` -> ``model.train_step`` -> ``after_train_iter``."""

@@ -95,3 +95,41 @@ def test_runner_subclass_with_its_own_call_hook_sees_every_iteration(tmp_path):
     runner = Tracing(**runner_kwargs(tmp_path, max_epochs=1, val=False, default_hooks=dict(checkpoint=None)))
     runner.train()
     assert runner.seen.count('before_train_iter') == runner.seen.count('after_train_iter') == 6
+
+
+def test_stage_methods_leaves_out_hooks_idle_for_the_coming_iterations():
+    from kiln.hooks import ParamSchedulerHook, StopFileHook
+    from kiln.hooks.hook import stage_methods
+
+    epoch_loop = SimpleNamespace(by_epoch=True)
+    iter_loop = SimpleNamespace(by_epoch=False)
+    runner = SimpleNamespace(train_loop=epoch_loop, param_schedulers=[SimpleNamespace(by_epoch=True)])
+    by_epoch, by_iter = CheckpointHook(interval=1), CheckpointHook(interval=5, by_epoch=False)
+    hooks = [by_epoch, by_iter, ParamSchedulerHook(), StopFileHook()]
+    after = stage_methods(hooks, 'after_train_iter', runner)
+    assert [m.__self__ for m in after] == [by_iter]  # epoch-based saving, no iteration scheduler, epoch loop
+    assert [m.__self__ for m in stage_methods(hooks, 'before_train_iter', runner)] == [by_iter]
+    by_epoch._pending = 3  # a rewrite after validation is pending: the next iteration must flush it
+    assert [m.__self__ for m in stage_methods(hooks, 'before_train_iter', runner)] == [by_epoch, by_iter]
+    runner = SimpleNamespace(train_loop=iter_loop, param_schedulers=[SimpleNamespace(by_epoch=False)])
+    assert [m.__self__ for m in stage_methods(hooks, 'after_train_iter', runner)] == hooks[1:]
+    # without a runner (or with a plain hook) nothing is left out
+    assert len(stage_methods(hooks, 'after_train_iter')) == 4
+
+
+def test_logger_hook_logs_the_last_batch_from_the_length_read_once_per_epoch():
+    logged = []
+    loop = SimpleNamespace(by_epoch=True, dataloader=list(range(23)))
+    runner = SimpleNamespace(train_loop=loop, iter=0, logger=SimpleNamespace(info=logged.append),
+                             log_processor=SimpleNamespace(get_log_after_iter=lambda r, i, m: ({}, f'line {i}')),
+                             visualizer=SimpleNamespace(add_scalars=lambda tag, step: None))
+    for hook, expected in ((LoggerHook(interval=10, ignore_last=False), ['line 9', 'line 19', 'line 22']),
+                           (LoggerHook(interval=10), ['line 9', 'line 19'])):
+        logged.clear()
+        hook.before_train_epoch(runner)
+        loop.dataloader = None  # the length is not asked again during the epoch
+        for i in range(23):
+            hook.after_train_iter(runner, batch_idx=i)
+        hook.after_train_epoch(runner)
+        loop.dataloader = list(range(23))
+        assert logged == expected

@@ -45,11 +45,17 @@ def test_tensor_values_are_stored_without_sync(monkeypatch):
     assert all(isinstance(v, float) for v in buf._values)
 
 
-def test_materialize_uses_one_tolist_for_all_buffers(monkeypatch):
+def _pending_buffers(device):
     bufs = [HistoryBuffer() for _ in range(3)]
     for i in range(4):
         for j, b in enumerate(bufs):
-            b.update(torch.tensor(float(i + 10 * j)))
+            b.update(torch.tensor(float(i + 10 * j), device=device))
+    return bufs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (one sync for all buffers)')
+def test_materialize_uses_one_tolist_for_all_device_buffers(monkeypatch):
+    bufs = _pending_buffers('cuda')
     calls = []
     orig = torch.Tensor.tolist
 
@@ -62,6 +68,21 @@ def test_materialize_uses_one_tolist_for_all_buffers(monkeypatch):
     assert calls == [torch.Size([12])]
     assert [b.current() for b in bufs] == [3.0, 13.0, 23.0]
     assert len(calls) == 1  # nothing pending any more
+
+
+def test_materialize_reads_cpu_tensors_without_stacking(monkeypatch):
+    bufs = _pending_buffers('cpu')
+    bufs[0].update(torch.tensor(True))  # bool tensors read as 1.0, as through the stacked path
+
+    def no_stack(*args, **kwargs):
+        raise AssertionError('CPU values need no stacked read')
+
+    monkeypatch.setattr(torch, 'stack', no_stack)
+    materialize(bufs)
+    assert all(type(v) is float for b in bufs for v in b._values)
+    assert not any(b._pending for b in bufs)
+    assert [b.current() for b in bufs] == [1.0, 13.0, 23.0]
+    assert bufs[1].mean() == 11.5
 
 
 def test_max_length_keeps_newest():

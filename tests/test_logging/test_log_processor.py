@@ -45,20 +45,25 @@ def test_epoch_is_right_aligned_to_max_epochs():
     assert line.startswith('Epoch(train)  [1][ 50/182]  lr: 1.0000e-02  eta: 0:00:00  ')
 
 
-def test_single_sync_per_line(monkeypatch):
+def test_one_read_per_pending_cpu_value_and_no_stacking(monkeypatch):
+    # CPU tensors need no device sync: each pending value is read once with item() (cheaper than stacking);
+    # values on a device are stacked into one read (tests/test_logging/test_history_buffer.py, CUDA only)
     runner = make_runner()
     fill_train(runner.message_hub)
-    calls = []
-    orig = torch.Tensor.tolist
+    reads = []
+    orig = torch.Tensor.item
 
     def counting(self):
-        calls.append(tuple(self.shape))
+        reads.append(tuple(self.shape))
         return orig(self)
 
-    monkeypatch.setattr(torch.Tensor, 'tolist', counting)
-    monkeypatch.setattr(torch.Tensor, 'item', lambda self: pytest.fail('.item() called'))
+    monkeypatch.setattr(torch.Tensor, 'item', counting)
+    monkeypatch.setattr(torch, 'stack', lambda *a, **k: pytest.fail('torch.stack called for CPU values'))
+    tag, _ = LogProcessor().get_log_after_iter(runner, 49, 'train')
+    assert reads == [()] * 150  # the 3 loss terms x 50 iterations, once each
     LogProcessor().get_log_after_iter(runner, 49, 'train')
-    assert calls == [(150,)]  # the 3 loss terms x 50 iterations, one stack + tolist
+    assert len(reads) == 150  # nothing pending any more
+    assert all(isinstance(v, float) for v in runner.message_hub.get_scalar('train/loss_cls')._values)
 
 
 def test_iter_based_line_with_computed_eta():
