@@ -46,10 +46,10 @@ def _topk_scores(scores: Tensor, score_thr: float, topk: int | None,
     flat = scores.reshape(-1)
     if topk is None or topk <= 0 or topk >= flat.numel():
         return filter_scores_and_topk(scores, score_thr, topk, results)
-    vals, idxs = flat.topk(topk)
-    kth = vals[-1]
-    if bool(kth > score_thr) and int((flat >= kth).sum()) != topk:
+    vals, idxs = flat.topk(topk + 1)  # one more, to see whether a tie straddles the cut
+    if bool((vals[-2] > score_thr) & (vals[-1] == vals[-2])):
         return filter_scores_and_topk(scores, score_thr, topk, results)
+    vals, idxs = vals[:-1], idxs[:-1]
     passed = vals > score_thr
     vals, idxs = vals[passed], idxs[passed]
     idxs, perm = idxs.sort()  # (prior, class) order, then a stable sort by decreasing score
