@@ -13,7 +13,7 @@ import sys
 import pytest
 
 HEAVY = ('matplotlib', 'pycocotools', 'faster_coco_eval', 'mlflow', 'tensorboard', 'torch.utils.tensorboard',
-         'wandb', 'pandas', 'scipy')
+         'wandb', 'pandas', 'scipy', 'yaml')
 
 
 def _loaded_after(statement: str) -> list[str]:

@@ -19,7 +19,6 @@ import os
 import os.path as osp
 from typing import Any, Callable
 
-import yaml
 
 from kiln.registry import DATASETS
 
@@ -42,6 +41,7 @@ def read_data_yaml(path: str, backend_args: dict | None = None) -> dict:
         ValueError: not a mapping, no ``names``, or ``names`` ids that are not 0..n-1 (the message names the
             file and the key).
     """
+    import yaml  # imported here: reading a data.yaml is the only use (keeps `import kiln.det` light)
     try:
         data = yaml.safe_load(get_text(path, backend_args))
     except yaml.YAMLError as e:
