@@ -103,8 +103,10 @@ def _child(argv: list[str]) -> None:
             timer.wrap(det.BaseDetDataset, 'full_init', 'dataset indexing')
         return result
 
-    runner_mod.init_default_scope = init_scope_then_wrap
-    timer.wrap(runner_mod, 'init_default_scope', 'default scope (toolbox import)')
+    import kiln.registry
+    for owner in (runner_mod, kiln.registry):  # build_runner imports it from kiln.registry when it runs
+        owner.init_default_scope = init_scope_then_wrap
+        timer.wrap(owner, 'init_default_scope', 'default scope (toolbox import)')
     timer.wrap(runner_mod, 'setup_env', 'setup_env')
     timer.wrap(runner_mod, 'log_start', 'log_start (env, config dump)')
     timer.wrap(Runner, '__init__', 'runner init (logger, visualizer, hooks)')
