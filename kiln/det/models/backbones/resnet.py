@@ -60,7 +60,8 @@ class BasicBlock(nn.Module):
         out = self.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place (as torchvision / MMDetection): no fresh feature-map-sized tensor per block
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if self.with_cp and x.requires_grad:
@@ -118,7 +119,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.norm2(self.conv2(out)))
         out = self.norm3(self.conv3(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place (as torchvision / MMDetection): no fresh feature-map-sized tensor per block
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if self.with_cp and x.requires_grad:
