@@ -49,6 +49,19 @@ class _Timer:
         self.stamps: dict[str, float] = {}
         self._stack: list[list] = []  # [label, start, time spent in nested wrapped calls]
 
+    def call(self, label: str, fn, *args, **kwargs):
+        """Run ``fn(*args, **kwargs)`` and charge its time to ``label``, minus the time of nested timed calls."""
+        frame = [label, time.time(), 0.0]
+        self._stack.append(frame)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._stack.pop()
+            spent = time.time() - frame[1]
+            self.add(label, spent - frame[2])
+            if self._stack:
+                self._stack[-1][2] += spent
+
     def add(self, label: str, seconds: float) -> None:
         self.totals[label] = self.totals.get(label, 0.0) + seconds
 
@@ -60,16 +73,7 @@ class _Timer:
             name = label_fn(*args, **kwargs) if label_fn else label
             if name is None:
                 return fn(*args, **kwargs)
-            frame = [name, time.time(), 0.0]
-            timer._stack.append(frame)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                timer._stack.pop()
-                spent = time.time() - frame[1]
-                timer.add(name, spent - frame[2])
-                if timer._stack:
-                    timer._stack[-1][2] += spent
+            return timer.call(name, fn, *args, **kwargs)
 
         wrapper.__wrapped__ = fn
         setattr(owner, attr, wrapper)
@@ -127,16 +131,9 @@ def _child(argv: list[str]) -> None:
         label = on_hook(self, fn_name, **kwargs)
         if label is None:
             return call_hook(self, fn_name, **kwargs)
-        frame = [label, time.time(), 0.0]
-        timer._stack.append(frame)
         try:
-            call_hook(self, fn_name, **kwargs)
+            timer.call(label, call_hook, self, fn_name, **kwargs)
         finally:
-            timer._stack.pop()
-            spent = time.time() - frame[1]
-            timer.add(label, spent - frame[2])
-            if timer._stack:
-                timer._stack[-1][2] += spent
             if fn_name == 'before_train_epoch':
                 timer.stamps['after_epoch_hook'] = time.time()
 
