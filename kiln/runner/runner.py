@@ -9,10 +9,16 @@ MMEngine's ``Runner`` (same arguments and config keys).
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
+import functools
+import logging
 import os
 import os.path as osp
 import time
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +64,51 @@ class _WeightsSource:
     loaded: bool = False  # a checkpoint was loaded: do not load / resume again
     ready_model: nn.Module | None = None  # the unwrapped model whose weights are set (initialised or loaded)
     train_calls: int = 0  # how many times train() ran (a second call resets the loop counters)
+
+
+class _ErrorMemo(logging.Filter):
+    """Remembers the last ERROR messages of a runner's logger (never filters anything out), so that
+    :func:`_errors_logged` does not log an error a second time that a loop or hook has already logged."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: collections.deque[str] = collections.deque(maxlen=16)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            self.messages.append(record.getMessage())
+        return True
+
+    def seen(self, exc: BaseException) -> bool:
+        """Whether the message of ``exc`` (or one of its notes) is part of an ERROR already logged."""
+        texts = [t for t in [str(exc), *getattr(exc, '__notes__', ())] if t]
+        return bool(texts) and any(t in m for t in texts for m in self.messages)
+
+
+def _errors_logged(method: Callable) -> Callable:
+    """Decorate ``Runner.train`` / ``val`` / ``test``: an ``Exception`` escaping them (a dataset or model that
+    cannot be built, an empty training set, a bad sample...) is logged at ERROR through the runner's logger, so
+    it is in the run's log file and not only on stderr, with its type, message, notes and the place it was raised,
+    then re-raised unchanged. Errors that a loop or hook has already logged are not logged twice."""
+
+    @functools.wraps(method)
+    def wrapper(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        with _logging_failure(self, method.__name__):
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+@contextlib.contextmanager
+def _logging_failure(runner: Runner, what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as e:
+        if not runner._logged_errors.seen(e):
+            frames = traceback.extract_tb(e.__traceback__)
+            where = f' (raised at {frames[-1].filename}:{frames[-1].lineno})' if frames else ''
+            notes = ''.join(f'\n  {n}' for n in getattr(e, '__notes__', ()))
+            runner.logger.error(f'{what} failed: {type(e).__name__}: {e}{where}{notes}')
+        raise
 
 
 @RUNNERS.register_module()
@@ -152,6 +203,8 @@ class Runner:
         self._log_dir = osp.join(self._work_dir, self._timestamp)
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{self._timestamp}.log'),
                                   log_level=log_level, distributed=rank_log_files(log_level, self.cfg))
+        self._logged_errors = _ErrorMemo()
+        self._logger.addFilter(self._logged_errors)
         self.message_hub = MessageHub(name=experiment_name)
         self._visualizer_cfg, self._log_level = visualizer, log_level  # for new_session()
         self.visualizer = self.build_visualizer(visualizer)
@@ -299,6 +352,7 @@ class Runner:
 
     # -------------------------------------------------------------------------------------- running
     @scoped  # MessageHub / MMLogger / Visualizer.get_current_instance() return this runner's parts
+    @_errors_logged
     def train(self) -> nn.Module:
         """Train (see the class docstring for the order of the steps); returns the model.
 
@@ -334,11 +388,13 @@ class Runner:
         return model
 
     @scoped
+    @_errors_logged
     def val(self) -> dict:
         """Run the val loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
         return self._evaluate(_require(self.val_loop, 'val_dataloader and val_evaluator'))
 
     @scoped
+    @_errors_logged
     def test(self) -> dict:
         """Run the test loop once (weights from ``load_from``/``resume`` if set); returns the metrics dict."""
         return self._evaluate(_require(self.test_loop, 'test_dataloader and test_evaluator'))
@@ -637,6 +693,7 @@ class Runner:
         self._experiment_name = name or stamp
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{stamp}.log'),
                                   log_level=self._log_level)
+        self._logger.addFilter(self._logged_errors)
         self.message_hub = MessageHub(name=self._experiment_name)
         self.visualizer = self.build_visualizer(S.visualizer_source(self._visualizer_cfg))
         self.visualizer.dataset_meta = meta

@@ -193,3 +193,23 @@ def test_init_weights_runs_once_and_never_over_loaded_weights(tmp_path):
     loaded.val()
     loaded.train()  # weights loaded by val() survive: no init_weights afterwards
     assert torch.all(loaded.model.fc.weight == 1.0)
+
+
+def test_errors_of_train_val_test_reach_the_log_file_once(tmp_path):
+    runner = Runner(**runner_kwargs(tmp_path / 'a', model=dict(type='MissingModel')))
+    with pytest.raises(KeyError, match='MissingModel'):
+        runner.train()  # the model cannot be built: on stderr and in the log file
+    log = (tmp_path / 'a' / runner.timestamp / f'{runner.timestamp}.log').read_text()
+    [line] = [ln for ln in log.splitlines() if 'ERROR' in ln]
+    assert 'train failed: NotRegisteredError' in line and 'MissingModel' in line and '(raised at ' in line
+
+    class Fails(Hook):
+        def before_run(self, runner):
+            runner.logger.error('hook says: bad data in x.json')
+            raise ValueError('bad data in x.json')
+
+    runner = Runner(**runner_kwargs(tmp_path / 'b', custom_hooks=[Fails()]))
+    with pytest.raises(ValueError, match='bad data'):
+        runner.val()
+    log = (tmp_path / 'b' / runner.timestamp / f'{runner.timestamp}.log').read_text()
+    assert [ln.split(' - ')[-1] for ln in log.splitlines() if 'ERROR' in ln] == ['hook says: bad data in x.json']

@@ -186,8 +186,9 @@ def test_truncated_jpeg_decodes_with_a_warning_and_check_data_reports_it(tmp_pat
     assert p.file.endswith('BloodImage_00001.jpg') and p.index == 'train.txt:2' and p.severity == 'warning'
 
 
-def _run_log(tmp_path: Path, dataset: dict) -> str:
-    """One epoch of a real Runner (with DataCheckHook) on ``dataset``; the text of the run's log file."""
+def _run_log(tmp_path: Path, dataset: dict, raises: str | None = None) -> str:
+    """One epoch of a real Runner (with DataCheckHook) on ``dataset``; the text of the run's log file.
+    With ``raises``, training must fail with a ``ValueError`` matching it."""
     import torch
 
     from kiln.model import BaseModel
@@ -212,7 +213,11 @@ def _run_log(tmp_path: Path, dataset: dict) -> str:
                     randomness=dict(seed=0), log_level='WARNING')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # asserted in the log file below
-        runner.train()
+        if raises is None:
+            runner.train()
+        else:
+            with pytest.raises(ValueError, match=raises):
+                runner.train()
     [log] = list((tmp_path / 'work').glob('*/*.log'))
     return log.read_text()
 
@@ -247,3 +252,23 @@ def test_voc_dropped_and_unknown_objects_reach_the_log_file_of_a_run(tmp_path):
     assert 'dropped 1 box(es)' in dropped and 'BloodImage_00000.xml object #0' in dropped
     [unknown] = [ln for ln in log.splitlines() if 'whose <name> is not in classes' in ln]
     assert "'platelet' x1 (did you mean 'Platelets'?)" in unknown and 'BloodImage_00003.xml object #' in unknown
+
+
+@pytest.mark.parametrize('case', ['coco_no_images', 'voc_no_known_name', 'empty_split'])
+def test_errors_while_building_the_data_reach_the_log_file_of_a_run(tmp_path, case):
+    if case == 'coco_no_images':
+        data, ann = _coco_subset(tmp_path, 1)
+        ann.write_text(json.dumps(dict(data, images=[], annotations=[])))
+        dataset, expected = (dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(tmp_path) + '/')),
+                             f'{ann}: the file lists no images')
+    else:
+        root = _voc_copy(tmp_path, ['BloodImage_00000'], {'WBC': 'wbc', 'RBC': 'rbc', 'Platelets': 'plt'})
+        if case == 'empty_split':
+            (root / 'ImageSets/Main/train.txt').write_text('')
+        dataset = dict(type='VOCDataset', data_root=str(root), ann_file='ImageSets/Main/train.txt',
+                       data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES))
+        expected = ("train.txt: no object is left to train on" if case == 'voc_no_known_name' else
+                    'train_dataloader has no data: the dataset VOCDataset has length 0')
+    log = _run_log(tmp_path, dataset, raises=expected.split(': ', 1)[1])
+    [line] = [ln for ln in log.splitlines() if ' - ERROR - ' in ln]
+    assert 'train failed: ValueError: ' in line and expected in line
