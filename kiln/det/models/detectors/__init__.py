@@ -1,4 +1,5 @@
 """Detectors (registered in ``kiln.registry.MODELS``)."""
+from .atss import ATSS
 from .base import BaseDetector
 from .faster_rcnn import FasterRCNN
 from .fcos import FCOS
@@ -7,4 +8,5 @@ from .retinanet import RetinaNet
 from .single_stage import SingleStageDetector
 from .two_stage import TwoStageDetector
 
-__all__ = ['BaseDetector', 'FasterRCNN', 'FCOS', 'MaskRCNN', 'RetinaNet', 'SingleStageDetector', 'TwoStageDetector']
+__all__ = ['ATSS', 'BaseDetector', 'FasterRCNN', 'FCOS', 'MaskRCNN', 'RetinaNet', 'SingleStageDetector',
+           'TwoStageDetector']
