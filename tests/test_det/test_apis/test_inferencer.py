@@ -159,3 +159,16 @@ def test_mask_rcnn_rle_decodes_to_predicted_masks(tmp_path):
     for rle, mask in zip(saved['masks'], masks):
         decoded = mask_util.decode(dict(size=rle['size'], counts=rle['counts'].encode()))
         np.testing.assert_array_equal(decoded.astype(bool), mask)
+
+
+def test_fuse_conv_bn_option(fcos, inferencer):
+    """BatchNorm folding (default on) gives the predictions of the unfolded model within float32 rounding."""
+    cfg, _, ckpt = fcos
+    plain = DetInferencer(cfg, ckpt, device='cpu', fuse_conv_bn=False)
+    assert all(m.fold_bn for m in inferencer.model.modules() if hasattr(m, 'fold_bn'))
+    assert not any(m.fold_bn for m in plain.model.modules() if hasattr(m, 'fold_bn'))
+    a, b = inferencer(IMAGES[0])['predictions'][0], plain(IMAGES[0])['predictions'][0]
+    assert a['labels'] == b['labels']
+    np.testing.assert_allclose(a['bboxes'], b['bboxes'], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(a['scores'], b['scores'], atol=1e-4, rtol=0)
+    assert list(inferencer.model.state_dict()) == list(plain.model.state_dict())

@@ -15,12 +15,25 @@ from kiln.model import BaseModule
 from kiln.registry import MODELS
 
 from ..layers import build_conv_layer, build_norm_layer
+from ..layers.conv_bn import clear_bn_folding_cache, conv_bn_forward
 
 
 def _conv3x3(conv_cfg: Mapping[str, Any] | None, inplanes: int, planes: int, stride: int = 1,
              dilation: int = 1) -> nn.Module:
     return build_conv_layer(conv_cfg, inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation,
                             bias=False)
+
+
+def _shortcut(downsample: nn.Module | None, x: Tensor, fold_bn: bool) -> Tensor:
+    """The block's shortcut: ``x``, or ``downsample(x)`` (``[AvgPool2d,] conv, norm``) with its conv + norm pair
+    through :func:`conv_bn_forward`."""
+    if downsample is None:
+        return x
+    if not isinstance(downsample, nn.Sequential) or len(downsample) < 2:
+        return downsample(x)
+    for layer in downsample[:-2]:
+        x = layer(x)
+    return conv_bn_forward(downsample[-2], downsample[-1], x, fold_bn)
 
 
 class BasicBlock(nn.Module):
@@ -32,6 +45,7 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    fold_bn = True  # fold each BatchNorm into its conv in eval mode without autograd (layers/conv_bn.py)
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None, style: str = 'pytorch', with_cp: bool = False,
@@ -57,9 +71,9 @@ class BasicBlock(nn.Module):
         return getattr(self, self.norm2_name)
 
     def _residual(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.norm2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(conv_bn_forward(self.conv1, self.norm1, x, self.fold_bn))
+        out = conv_bn_forward(self.conv2, self.norm2, out, self.fold_bn)
+        identity = _shortcut(self.downsample, x, self.fold_bn)
         out += identity  # in place (as torchvision / MMDetection): no fresh feature-map-sized tensor per block
         return out
 
@@ -80,6 +94,7 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    fold_bn = True  # fold each BatchNorm into its conv in eval mode without autograd (layers/conv_bn.py)
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None, style: str = 'pytorch', with_cp: bool = False,
@@ -115,10 +130,10 @@ class Bottleneck(nn.Module):
         return getattr(self, self.norm3_name)
 
     def _residual(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.relu(self.norm2(self.conv2(out)))
-        out = self.norm3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(conv_bn_forward(self.conv1, self.norm1, x, self.fold_bn))
+        out = self.relu(conv_bn_forward(self.conv2, self.norm2, out, self.fold_bn))
+        out = conv_bn_forward(self.conv3, self.norm3, out, self.fold_bn)
+        identity = _shortcut(self.downsample, x, self.fold_bn)
         out += identity  # in place (as torchvision / MMDetection): no fresh feature-map-sized tensor per block
         return out
 
@@ -166,6 +181,7 @@ class ResNet(BaseModule):
         NotImplementedError: ``deep_stem``, ``dcn`` or ``plugins`` requested.
     """
 
+    fold_bn = True  # the stem's conv1 + norm1 (the blocks have their own flag); see layers/conv_bn.py
     arch_settings = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
                      50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3)),
                      152: (Bottleneck, (3, 8, 36, 3))}
@@ -296,7 +312,7 @@ class ResNet(BaseModule):
                         nn.init.zeros_(norm.weight)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
+        x = self.maxpool(self.relu(conv_bn_forward(self.conv1, self.norm1, x, self.fold_bn)))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)
@@ -307,6 +323,8 @@ class ResNet(BaseModule):
     def train(self, mode: bool = True) -> 'ResNet':
         """Switch train/eval mode, keeping frozen stages and (``norm_eval``) BatchNorms in eval mode."""
         super().train(mode)
+        if mode:
+            clear_bn_folding_cache(self)
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from torch import Tensor, nn
 
+from .conv_bn import conv_bn_forward
 from .norm import build_norm_layer
 
 _CONV_LAYERS: dict[str, type[nn.Module]] = {
@@ -67,7 +68,12 @@ class ConvModule(nn.Module):
         order: the order of ``'conv'``, ``'norm'``, ``'act'``.
 
     Input ``(N, in_channels, H, W)`` float; output ``(N, out_channels, H', W')``.
+
+    With the norm right after the conv, a BatchNorm is folded into the conv in eval mode without autograd
+    (``fold_bn``, see :mod:`kiln.det.models.layers.conv_bn`).
     """
+
+    fold_bn = True
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
@@ -125,10 +131,11 @@ class ConvModule(nn.Module):
             nn.init.zeros_(norm.bias)
 
     def forward(self, x: Tensor, activate: bool = True, norm: bool = True) -> Tensor:
+        folded = norm and self.with_norm and self.order.index('norm') == self.order.index('conv') + 1
         for layer in self.order:
             if layer == 'conv':
-                x = self.conv(x)
-            elif layer == 'norm' and norm and self.with_norm:
+                x = conv_bn_forward(self.conv, self.norm, x, self.fold_bn) if folded else self.conv(x)
+            elif layer == 'norm' and norm and self.with_norm and not folded:
                 x = self.norm(x)
             elif layer == 'act' and activate and self.with_activation:
                 x = self.activate(x)
