@@ -23,14 +23,27 @@ Times are the process CPU time (``time.process_time``; ``--wall`` for wall-clock
 threaded, and on a shared machine CPU time is much less disturbed by other jobs. They run alternately in one
 process for R rounds; each prints ms per iteration, the script prints the
 medians and the ratios to the plain loop. ``--profile`` instead runs kiln under cProfile.
+
+``--callgrind`` gives a measure that the machine's load does not change: one process runs under ``valgrind
+--tool=callgrind`` (instructions executed, counted the same whatever else runs); after a 1-epoch warm-up of
+each side it runs each side for ``E1`` and for ``E2`` epochs (``--callgrind-epochs E1 E2``, default 1 3), each
+run between two calls of a marker function on which callgrind dumps its counts. The difference of a side's two
+counts divided by the difference of its iteration counts is the cost of one iteration without the per-run
+start-up (building the Runner, hooks' ``before_run``...). It prints instructions per iteration and the ratios
+kiln / plain. Slow (tens of minutes on a loaded machine: the imports run under valgrind too).
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import logging
+import os
 import pstats
+import re
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -138,6 +151,65 @@ def run_kiln(dataset: Dataset, epochs: int, config_loader: bool = False) -> tupl
     return elapsed, n
 
 
+SIDES = ('plain', 'kiln', 'kiln_cfg')
+
+
+def run_side(side: str, dataset: Dataset, epochs: int) -> tuple[float, int]:
+    if side == 'plain':
+        return run_plain(dataset, epochs)
+    return run_kiln(dataset, epochs, side == 'kiln_cfg')
+
+
+_MARKER = 'os_getppid'  # CPython's os.getppid (nothing else calls it here): callgrind dumps its counts on each call
+
+
+def _callgrind_child(epochs: tuple[int, int]) -> None:
+    """Under callgrind: warm up each side, then run each side for each epoch count between two markers (each
+    marker call makes callgrind dump and zero its counts), printing the iterations of each run."""
+    marker = os.getppid
+    torch.set_num_threads(1)
+    dataset = Digits()
+    for side in SIDES:
+        run_side(side, dataset, 1)  # first-use imports, lazy initialisations
+    marker()  # dump 1: start-up and warm-up
+    for side in SIDES:
+        for e in epochs:
+            n = run_side(side, dataset, e)[1]
+            marker()
+            print(f'run {side} {e} {n}', flush=True)
+
+
+def callgrind(e1: int, e2: int) -> None:
+    if shutil.which('valgrind') is None:
+        raise SystemExit('--callgrind needs valgrind (apt-get install valgrind)')
+    with tempfile.TemporaryDirectory() as out_dir:
+        out = os.path.join(out_dir, 'cg.out')
+        cmd = ['valgrind', '--tool=callgrind', f'--callgrind-out-file={out}', f'--dump-before={_MARKER}*',
+               sys.executable, os.path.abspath(__file__), '--callgrind-child', str(e1), str(e2)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        runs = re.findall(r'^run (\w+) (\d+) (\d+)$', proc.stdout, re.M)
+        if proc.returncode != 0 or len(runs) != 2 * len(SIDES):
+            raise RuntimeError(f'{" ".join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}')
+        counts = []
+        for dump in sorted((f for f in os.listdir(out_dir) if re.fullmatch(r'cg\.out\.\d+', f)),
+                           key=lambda f: int(f.rsplit('.', 1)[1])):
+            with open(os.path.join(out_dir, dump)) as f:
+                counts.append(next(int(line.split()[1]) for line in f if line.startswith(('totals:', 'summary:'))))
+    if len(counts) < 1 + len(runs):
+        raise RuntimeError(f'callgrind wrote {len(counts)} dumps, expected at least {1 + len(runs)}')
+    per_iter = {}
+    for k, side in enumerate(SIDES):
+        (_, _, n1), (_, _, n2) = runs[2 * k], runs[2 * k + 1]
+        i1, i2 = counts[1 + 2 * k], counts[2 + 2 * k]
+        per_iter[side] = (i2 - i1) / (int(n2) - int(n1))
+        print(f'{side}: {i1} instructions in {n1} iterations, {i2} in {n2}: '
+              f'{per_iter[side] / 1e6:.3f} M instructions per iteration')
+    p = per_iter['plain']
+    print(f'callgrind, instructions per iteration (epochs {e1} -> {e2}): plain {p / 1e6:.3f} M, kiln Runner '
+          f'{per_iter["kiln"] / 1e6:.3f} M, ratio {per_iter["kiln"] / p:.3f}; config-built dataloader '
+          f'{per_iter["kiln_cfg"] / 1e6:.3f} M, ratio {per_iter["kiln_cfg"] / p:.3f}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--rounds', type=int, default=7)
@@ -145,7 +217,17 @@ def main() -> None:
     parser.add_argument('--profile', action='store_true', help='profile the kiln side with cProfile')
     parser.add_argument('--config-loader', action='store_true', help='--profile with the config-built loader')
     parser.add_argument('--wall', action='store_true', help='wall-clock time instead of process CPU time')
+    parser.add_argument('--callgrind', action='store_true',
+                        help='instructions per iteration under valgrind (independent of the load)')
+    parser.add_argument('--callgrind-epochs', type=int, nargs=2, default=(1, 3), metavar=('E1', 'E2'))
+    parser.add_argument('--callgrind-child', type=int, nargs=2, help=argparse.SUPPRESS)  # run by --callgrind
     args = parser.parse_args()
+    if args.callgrind:
+        callgrind(*args.callgrind_epochs)
+        return
+    if args.callgrind_child:
+        _callgrind_child(tuple(args.callgrind_child))
+        return
     if args.wall:
         global _clock
         _clock = time.perf_counter
@@ -162,11 +244,9 @@ def main() -> None:
         return
     run_plain(dataset, 1), run_kiln(dataset, 1), run_kiln(dataset, 1, True)  # warm-up
     plain, kiln, kiln_cfg = [], [], []
-    sides = (('plain', run_plain, plain), ('kiln', run_kiln, kiln),
-             ('kiln_cfg', lambda d, e: run_kiln(d, e, True), kiln_cfg))
     for r in range(args.rounds):
-        for _, fn, out in sides:
-            elapsed, n = fn(dataset, args.epochs)
+        for side, out in zip(SIDES, (plain, kiln, kiln_cfg)):
+            elapsed, n = run_side(side, dataset, args.epochs)
             out.append(elapsed / n * 1e3)
         print(f'round {r + 1}: plain {plain[-1]:.3f}  kiln {kiln[-1]:.3f} (ratio {kiln[-1] / plain[-1]:.3f})  '
               f'kiln+config loader {kiln_cfg[-1]:.3f} ms/iter')

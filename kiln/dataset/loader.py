@@ -17,7 +17,7 @@ from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter, _SingleP
 
 from kiln.registry import DATA_SAMPLERS, DATASETS, FUNCTIONS
 
-from .seeding import SampleIndex, _restore_global_rng, _save_global_rng, global_rng_guard, seed_sample
+from .seeding import SampleIndex, SeedPlan, fetch_batch, global_rng_guard, seed_sample
 
 __all__ = ['BadSampleWarning', 'SeededDataLoader', 'build_dataloader', 'get_sampler']
 
@@ -138,8 +138,9 @@ class _SeededFetch(Dataset):
     the wrapped dataset for the sample by its plain ``int`` index. Lives only inside the loader's iterator (and
     its workers); ``loader.dataset`` stays the user's dataset."""
 
-    def __init__(self, dataset: Any) -> None:
+    def __init__(self, dataset: Any, plan: SeedPlan | None = None) -> None:
         self.dataset = dataset
+        self.plan = plan if plan is not None else SeedPlan()  # which generators samples draw from (shared)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -167,38 +168,25 @@ class _SeededFetch(Dataset):
         :class:`BadSampleWarning` is always recorded, every skip counts)."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always', BadSampleWarning)  # every skip is counted, even two in one batch
-            samples = self._getitems(indices)
+            samples = self._getitems(indices, caught)
         if not caught:
             return samples
         noted = _NotedSamples(samples)
         noted.notes = _notes(caught)
         return noted
 
-    def _getitems(self, indices: list) -> list:
-        """The training process saves/restores its generators once per batch."""
-        if get_worker_info() is not None:  # a worker's generators only serve data loading
-            return self._fetch_all(indices)
-        for i in indices:
-            if isinstance(i, SampleIndex):
-                break
-        else:  # no seeded index: the global generators are used as they are
+    def _getitems(self, indices: list, caught: list | None = None) -> list:
+        """The batch through :func:`~kiln.dataset.seeding.fetch_batch` (the training process restores its
+        generators after the batch; a worker's generators only serve data loading)."""
+        seeded = sum(isinstance(i, SampleIndex) for i in indices)
+        if seeded == len(indices):
+            return fetch_batch(self.dataset, indices, self.plan, get_worker_info() is None, caught)
+        if not seeded:  # no seeded index (another sampler): the global generators are used as they are
             return [self.dataset[i] for i in indices]
-        state = _save_global_rng()
-        try:
-            return self._fetch_all(indices)
-        finally:
-            _restore_global_rng(state)
-
-    def _fetch_all(self, indices: list) -> list:
-        """``_fetch`` for each index, with the seeding inlined (the per-sample hot path)."""
-        dataset = self.dataset
-        out = []
-        append = out.append
-        for index in indices:
-            if seed_sample(index):
-                index = int(index)
-            append(dataset[index])
-        return out
+        if get_worker_info() is not None:  # a mix: seed those that carry a seed
+            return [self._fetch(i) for i in indices]
+        with global_rng_guard():
+            return [self._fetch(i) for i in indices]
 
 
 class SeededDataLoader(DataLoader):
@@ -234,7 +222,11 @@ class SeededDataLoader(DataLoader):
         # The collate function is wrapped likewise, so that the warnings raised while loading (in a worker or
         # here) travel with the batch and are logged through the running Runner's logger when it arrives.
         collate_fn = self.collate_fn
-        object.__setattr__(self, 'dataset', _SeededFetch(dataset))
+        plan = self.__dict__.get('_seed_plan')
+        if plan is None:  # kept by the loader: what one epoch learnt, the next ones reuse
+            plan = SeedPlan()
+            object.__setattr__(self, '_seed_plan', plan)
+        object.__setattr__(self, 'dataset', _SeededFetch(dataset, plan))
         object.__setattr__(self, 'collate_fn', _NotedCollate(collate_fn))
         try:
             if self.num_workers == 0:

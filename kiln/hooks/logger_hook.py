@@ -113,6 +113,10 @@ class LoggerHook(Hook):
 
     def after_run(self, runner: Runner) -> None:
         from kiln.dist import is_main_process
+        from kiln.visualization.vis_backend import LocalVisBackend
+        for backend in getattr(getattr(runner, 'visualizer', None), 'vis_backends', {}).values():
+            if isinstance(backend, LocalVisBackend):  # its scalar file stays open during the run
+                backend.close()
         if self.out_dir is None or not is_main_process():
             return
         url = '://' in self.out_dir and not self.out_dir.startswith('file://')

@@ -75,6 +75,15 @@ class MessageHub:
         buf = self._log_scalars.get(key)
         if buf is None:
             buf = self._log_scalars[key] = HistoryBuffer()
+        if type(value) is float and count == 1 and type(count) is int and type(buf) is HistoryBuffer:
+            # the per-iteration timings and learning rate: HistoryBuffer.update's float path, inline
+            values = buf._values
+            values.append(value)
+            buf._counts.append(1)
+            if len(values) > buf.max_length:
+                buf._trim()
+            self._resumed_keys[key] = resumed
+            return
         try:
             buf.update(value, count)
         except (TypeError, ValueError) as e:

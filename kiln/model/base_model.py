@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -59,9 +60,14 @@ class BaseModel(BaseModule):
         accumulating gradients under DDP). Returns ``log_vars``: detached 0-dim tensors, one per loss term
         plus ``'loss'`` (no device sync here).
         """
-        with optim_wrapper.optim_context(self):
+        context = optim_wrapper.optim_context(self)
+        if type(context) is nullcontext:  # nothing to enter (no AMP, no no_sync): skip the with-statement calls
             data = self.data_preprocessor(data, True)
             losses = self._run_forward(data, mode='loss')
+        else:
+            with context:
+                data = self.data_preprocessor(data, True)
+                losses = self._run_forward(data, mode='loss')
         loss, log_vars = self.parse_losses(losses)
         optim_wrapper.update_params(loss)
         return log_vars

@@ -138,3 +138,68 @@ def test_a_hand_built_torch_dataloader_or_per_sample_seed_false_is_not_seeded_pe
     off = build_dataloader(dict(dataset=ds, sampler=dict(type='DefaultSampler'), batch_size=3, collate_fn=_as_list,
                                 per_sample_seed=False), seed=5)
     assert type(off) is DataLoader and _epoch(off, 0) != _epoch(off, 0)
+
+
+class _Selective(Dataset):
+    """Samples below ``first`` draw from torch only; later ones from NumPy, sometimes Python's random after it,
+    and a Gaussian (cached halves); every sample warns once. Counts the fetches."""
+
+    def __init__(self, first):
+        self.first, self.calls = first, 0
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        import warnings
+        self.calls += 1
+        out = [i, float(torch.rand(()))]
+        if i >= self.first:
+            out.append(float(np.random.rand()))
+            if np.random.rand() < 0.5:
+                out += [random.random(), random.gauss(0, 1)]
+            out.append(float(np.random.standard_normal()))
+        warnings.warn(f'sample {i}')
+        return out
+
+
+@pytest.mark.parametrize('first', [0, 5, 99])
+def test_lazy_seeding_same_samples_as_full_seeding(first):
+    """Python's / NumPy's generators are seeded only once a sample is seen drawing from them: the samples are
+    still those of seeding all three for every sample, the training process's generators (cached Gaussians
+    included) come back unchanged, and the warnings of a fetch repeated for that reason count once."""
+    import warnings
+
+    from kiln.dataset.seeding import SeedPlan, fetch_batch, seed_sample
+    indices = [SampleIndex(i, 3, 1) for i in (9, 3, 0, 7, 5, 6, 11, 1)]
+    ds = _Selective(first)
+    want = []
+    for i in indices:
+        seed_sample(i)
+        want.append(ds[int(i)])
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    random.gauss(0, 1), np.random.standard_normal()  # leave a cached Gaussian in both
+    before = (random.getstate(), pickle.dumps(np.random.get_state()), torch.get_rng_state())
+    ds.calls, plan = 0, SeedPlan()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        got = fetch_batch(ds, indices, plan, True, caught)
+    assert got == want
+    assert (random.getstate(), pickle.dumps(np.random.get_state())) == before[:2]
+    assert torch.equal(torch.get_rng_state(), before[2])
+    assert sorted(str(w.message) for w in caught) == sorted(f'sample {int(i)}' for i in indices)
+    draws = first < 12
+    assert (plan.python, plan.numpy) == (draws, draws)
+    assert ds.calls == len(indices) + draws  # one sample fetched again, once
+    ds.calls = 0
+    assert fetch_batch(ds, indices, plan, False) == want and ds.calls == len(indices)  # learnt: no refetch
+    loader = build_dataloader(dict(dataset=_Selective(first), sampler=dict(type='DefaultSampler', shuffle=True),
+                                   batch_size=4, collate_fn=list), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        got = [s for batch in loader for s in batch]
+        want = []
+        for i in loader.sampler:
+            seed_sample(i)
+            want.append(loader.dataset[int(i)])
+    assert got == want

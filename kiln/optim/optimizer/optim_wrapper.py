@@ -17,6 +17,19 @@ from kiln.registry import OPTIM_WRAPPERS
 _NULL_CONTEXT = nullcontext()
 
 
+_PLAIN_STEPS: dict[type, bool] = {}
+
+
+def _plain_steps(cls: type) -> bool:
+    """True when ``cls`` keeps OptimWrapper's scale_loss / backward / should_update / step / zero_grad (then
+    ``update_params`` may run their bodies inline); looked up once per class."""
+    plain = _PLAIN_STEPS.get(cls)
+    if plain is None:
+        plain = _PLAIN_STEPS[cls] = all(getattr(cls, name) is getattr(OptimWrapper, name) for name in
+                                        ('scale_loss', 'backward', 'should_update', 'step', 'zero_grad'))
+    return plain
+
+
 def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -82,6 +95,14 @@ class OptimWrapper:
     def update_params(self, loss: torch.Tensor, step_kwargs: dict | None = None,
                       zero_kwargs: dict | None = None) -> None:
         """Backward ``loss`` (scaled for accumulation) and step / zero the gradients when a window is full."""
+        if (self._accumulative_counts == 1 and self.clip_func is None and not step_kwargs and not zero_kwargs
+                and (_PLAIN_STEPS.get(type(self)) or _plain_steps(type(self)))):  # the common case, without five method calls per iteration
+            loss.backward()
+            self._inner_count += 1
+            optimizer = self.optimizer
+            optimizer.step()
+            optimizer.zero_grad()
+            return
         loss = self.scale_loss(loss)
         self.backward(loss)
         if self.should_update():
