@@ -13,9 +13,10 @@ import os
 import os.path as osp
 import statistics
 import sys
+import warnings
 from typing import Any
 
-__all__ = ['MODELS', 'build_zero_config', 'train_on_folder', 'train_on_folder_cli']
+__all__ = ['MODELS', 'build_zero_config', 'similar_class_names', 'train_on_folder', 'train_on_folder_cli']
 
 #: Model names accepted by ``model=`` / ``--model``.
 MODELS = ('fcos', 'retinanet', 'faster-rcnn', 'mask-rcnn')
@@ -52,6 +53,17 @@ def _held_out_split(n: int, seed: int = SPLIT_SEED, fraction: float = VAL_FRACTI
     perm = np.random.default_rng(seed).permutation(n)
     n_val = min(n - 1, max(1, round(n * fraction)))
     return sorted(int(i) for i in perm[n_val:]), sorted(int(i) for i in perm[:n_val])
+
+
+def similar_class_names(classes: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Groups of class names that differ only in case, surrounding spaces, ``_`` / ``-`` / space (``'RBC'`` and
+    ``'rbc'``, ``'traffic light'`` and ``'traffic_light'``), in the order of ``classes``. A layout whose names are
+    read from the annotations (VOC ``<name>``, COCO categories) makes each spelling a class of its own."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        key = ' '.join(name.strip().lower().replace('_', ' ').replace('-', ' ').split())
+        groups.setdefault(key, []).append(name)
+    return [tuple(g) for g in groups.values() if len(g) > 1]
 
 
 def _set_num_classes(node: Any, num_classes: int, path: str = 'model') -> list[str]:
@@ -93,7 +105,10 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
         ``(cfg, info)``: the resolved :class:`kiln.config.Config` (also written to ``<work_dir>/config.py``, with
         the inheriting source beside it as ``<work_dir>/zero_config_source.py``) and a dict describing the
         choices: ``format``, ``classes``, ``model``, ``recipe``, ``device``, ``img_size``, ``epochs``,
-        ``iters_per_epoch``, ``train_images``, ``val_split``, ``eval_split``, ``num_classes_keys``.
+        ``iters_per_epoch``, ``train_images``, ``val_split``, ``eval_split``, ``num_classes_keys``, ``warnings``
+        (what looked wrong in the data, e.g. class names that differ only in case: see
+        :func:`similar_class_names`; each is also issued as a ``UserWarning``, and :func:`train_on_folder` logs
+        them into the run's log file).
     """
     import torch
 
@@ -116,6 +131,15 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     gpu = device != 'cpu'
 
+    data_warnings = []
+    similar = similar_class_names(classes)
+    if similar:
+        shown = ', '.join(' / '.join(repr(n) for n in g) for g in similar)
+        data_warnings.append(f"{layout['root']}: {len(similar)} group(s) of class names differ only in case, spaces, "
+                             f"'_' or '-' and are trained as separate classes: {shown} ({len(classes)} classes in "
+                             'all); if each group is one class, use one spelling in the annotation files')
+    for line in data_warnings:
+        warnings.warn(line, stacklevel=2)
     n_total, sides, has_mask = _scan_train_split(splits['train'])
     if model is None:
         model = 'mask-rcnn' if has_mask else 'fcos'
@@ -244,7 +268,8 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
     info = dict(format=layout['format'], root=layout['root'], classes=classes, model=model, recipe=bases[0],
                 device=device, img_size=scale, epochs=epochs, batch_size=batch_size,
                 iters_per_epoch=iters_per_epoch, train_images=n_train, val_split=val_split,
-                eval_split=eval_split, num_classes_keys=keys, config_file=osp.join(work_dir, 'config.py'))
+                eval_split=eval_split, num_classes_keys=keys, config_file=osp.join(work_dir, 'config.py'),
+                warnings=data_warnings)
     return cfg, info
 
 
@@ -337,6 +362,8 @@ def train_on_folder(data: str, model: str | None = None, epochs: int | None = No
     with config_root(cfg):
         runner = Runner.from_cfg(cfg)
         runner.register_hook(keep)
+        for line in info['warnings']:  # in the run's log file too
+            runner.logger.warning(f'kiln train --data: {line}')
         runner.train()
         metrics = runner.test() if info['eval_split'] == 'test' else keep.metrics
     return {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kiln.config import Config
-from kiln.det.apis.zero_config import build_zero_config
+from kiln.det.apis.zero_config import build_zero_config, similar_class_names
 
 REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / 'shared' / 'data'
@@ -145,3 +145,25 @@ def test_kiln_train_without_config_or_data_is_an_error(capsys):
         main(['train'])
     assert exc.value.code == 2
     assert 'config file is required' in capsys.readouterr().err
+
+
+def test_class_names_differing_only_in_case_are_warned_about(tmp_path):
+    assert similar_class_names(('RBC', 'WBC', 'rbc', 'traffic light', 'Traffic_Light', 'car')) == [
+        ('RBC', 'rbc'), ('traffic light', 'Traffic_Light')]
+    data = tmp_path / 'voc'
+    for sub in ('Annotations', 'JPEGImages', 'ImageSets/Main'):
+        (data / sub).mkdir(parents=True)
+    ids = ['BloodImage_00000', 'BloodImage_00001', 'BloodImage_00003']
+    for i in ids:
+        text = (BCCD / 'Annotations' / f'{i}.xml').read_text()
+        if i == 'BloodImage_00001':  # a typo made by hand in one file
+            text = text.replace('<name>RBC</name>', '<name>rbc</name>')
+        (data / 'Annotations' / f'{i}.xml').write_text(text)
+        (data / 'JPEGImages' / f'{i}.jpg').symlink_to(BCCD / 'JPEGImages' / f'{i}.jpg')
+    (data / 'ImageSets/Main/train.txt').write_text('\n'.join(ids[:2]) + '\n')
+    (data / 'ImageSets/Main/val.txt').write_text(ids[2] + '\n')
+    with pytest.warns(UserWarning, match=r"1 group\(s\) of class names differ only in case.*'RBC' / 'rbc'"):
+        cfg, info = build_zero_config(str(data), work_dir=str(tmp_path / 'w'))
+    assert info['classes'] == ('Platelets', 'RBC', 'WBC', 'rbc') and cfg.model.bbox_head.num_classes == 4
+    [line] = info['warnings']
+    assert '(4 classes in all)' in line and str(data) in line
