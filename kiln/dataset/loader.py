@@ -194,7 +194,9 @@ class SeededDataLoader(DataLoader):
 
     When the sampler yields :class:`~kiln.dataset.seeding.SampleIndex` values (kiln's ``DefaultSampler`` and
     ``InfiniteSampler`` do), Python's ``random``, NumPy's global generator and torch's CPU generator are seeded
-    with ``sample_seed(seed, epoch, index)`` right before ``dataset[index]`` runs, in whichever worker (or the
+    with ``sample_seed(seed, epoch, index)`` right before ``dataset[index]`` runs (Python's and NumPy's only once
+    a sample of this loader was seen drawing from them, which gives the same samples: see
+    :func:`kiln.dataset.seeding.fetch_batch`), in whichever worker (or the
     main process) fetches it, and the dataset receives a plain ``int``. Any map-style dataset works: a kiln
     ``BaseDataset`` or a plain ``torch.utils.data.Dataset`` drawing noise with NumPy / torch. The batches are then
     independent of ``num_workers``, ``persistent_workers``, the order workers run in and of a restart: a resumed
@@ -261,8 +263,9 @@ def build_dataloader(cfg: dict | DataLoader, seed: int | None = None, diff_rank_
     or a callable; default ``pseudo_collate``), ``batch_size`` (default 1), ``num_workers`` (default 0),
     ``drop_last``, ``persistent_workers`` (forced off without workers), ``pin_memory`` (default: CUDA
     available), ``worker_init_fn``, ``per_sample_seed`` (kiln's key, default True: seed every sample from
-    (sampler seed, epoch, index) when it is fetched, see :class:`SeededDataLoader`; this costs about 20 us per
-    sample, plus about 0.1 ms per batch with ``num_workers=0``; False builds a plain ``DataLoader``, whose
+    (sampler seed, epoch, index) when it is fetched, see :class:`SeededDataLoader`; this costs a few us per
+    sample when the pipeline draws from torch only, about 20 us per sample plus 0.1-0.6 ms per batch with
+    ``num_workers=0`` when it draws from Python's and NumPy's generators too; False builds a plain ``DataLoader``, whose
     samples then depend on the worker that loads them); any other key goes to ``DataLoader``.
 
     Args:
