@@ -5,7 +5,10 @@ it times
 
 * one training step (forward, losses, backward, SGD step) on a batch of 2 real COCO images (coco128 val with
   polygon masks, resized to 512x512, their boxes / masks / labels scaled along), and
-* inference on one real COCO image resized to 800x1216 (``torch.no_grad``, eval mode),
+* inference on one real COCO image resized to 800x1216 (``torch.no_grad``, eval mode; kiln's side as its users
+  get it from ``kiln test`` and ``DetInferencer``: with each BatchNorm folded into the conv before it, which kiln
+  does by default in eval mode without autograd, ``kiln/det/models/layers/conv_bn.py``; torchvision runs its
+  BatchNorms separately),
 
 alternating kiln and torchvision step by step so that both see the same machine load, then prints the medians
 and the ratio kiln / torchvision. A family kiln cannot build yet is reported as missing.
