@@ -113,7 +113,10 @@ class FPN(BaseModule):
                 up = F.interpolate(laterals[i], **self.upsample_cfg)
             else:
                 up = F.interpolate(laterals[i], size=laterals[i - 1].shape[2:], **self.upsample_cfg)
-            laterals[i - 1] = laterals[i - 1] + up
+            if self.lateral_convs[i - 1].with_activation:  # an activation's backward needs its output intact
+                laterals[i - 1] = laterals[i - 1] + up
+            else:  # in place: a conv / norm output is not saved for backward, so no extra feature map per level
+                laterals[i - 1] += up
         outs = [self.fpn_convs[i](laterals[i]) for i in range(used)]
         if self.num_outs > used:
             if not self.add_extra_convs:
