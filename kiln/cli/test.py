@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise CLIError(f'checkpoint file {args.checkpoint!r} does not exist')
     cfg = load_config(args.config, args.cfg_options, command='test')
+    from kiln.utils.malloc import tune_malloc
+    tune_malloc((cfg.get('env_cfg') or {}).get('malloc_cfg'), source='kiln test')  # the Runner applies it too
     cfg.launcher = args.launcher
     from kiln.logging.progress import configure_progress
     configure_progress(cfg, enabled=not args.no_progress)  # the Runner's default `progress` hook: off if asked

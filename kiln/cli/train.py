@@ -49,9 +49,12 @@ def run(args: argparse.Namespace) -> int:
     """Load and adjust the config as the options say, build the Runner and train."""
     import os
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    from kiln.utils.malloc import tune_malloc
     if args.data is not None or args.config is None:
+        tune_malloc(source='kiln train')  # give freed activation memory back (glibc only; KILN_MALLOC=0: off)
         return _run_zero_config(args)
     cfg = load_config(args.config, args.cfg_options, command='train')
+    tune_malloc((cfg.get('env_cfg') or {}).get('malloc_cfg'), source='kiln train')  # the Runner applies it too
     cfg.launcher = args.launcher
     from kiln.logging.progress import configure_progress
     configure_progress(cfg, enabled=not args.no_progress)  # the Runner's default `progress` hook: off if asked

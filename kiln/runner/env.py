@@ -53,7 +53,8 @@ def setup_env(env_cfg: dict | None, launcher: str = 'none') -> bool:
 
     ``env_cfg`` keys: ``cudnn_benchmark`` (bool), ``mp_cfg=dict(mp_start_method=..., opencv_num_threads=...)``
     (the start method is set only if it differs from the current one), ``dist_cfg=dict(backend=..., **kwargs
-    for init_process_group)`` (``'nccl'`` falls back to ``'gloo'`` with a warning without CUDA).
+    for init_process_group)`` (``'nccl'`` falls back to ``'gloo'`` with a warning without CUDA), and kiln's
+    ``malloc_cfg`` (glibc malloc settings, default on; ``False`` turns them off: :func:`kiln.utils.malloc.tune_malloc`).
 
     Returns:
         True when the run is distributed.
@@ -62,6 +63,8 @@ def setup_env(env_cfg: dict | None, launcher: str = 'none') -> bool:
         ValueError: unknown launcher (from ``kiln.dist.init_dist``).
     """
     env_cfg = dict(env_cfg or {})
+    from kiln.utils.malloc import tune_malloc
+    tune_malloc(env_cfg.get('malloc_cfg'), source='Runner')  # glibc: fixed mmap threshold (kiln.utils.malloc)
     if env_cfg.get('cudnn_benchmark'):
         torch.backends.cudnn.benchmark = True
     mp_cfg = dict(env_cfg.get('mp_cfg') or {})
