@@ -6,12 +6,18 @@ same batch as ``benchmarks/bench_vs_torchvision.py`` (2 coco128 val images resiz
 masks; its helpers are imported, so the two benchmarks see the same data and the same models) and runs a few SGD
 training steps. The process reports its resident set size (``VmRSS``) after the imports, after the model build
 and after the steps, and its peak (``VmHWM``, the high-water mark; ``ru_maxrss`` where /proc is missing), in MiB.
-One process per (side, family), so neither side's allocations leak into the other's peak.
+One process per (side, family, malloc setting), so no run's allocations leak into another's peak.
+
+Malloc setting (``--malloc``): ``kiln`` = what ``kiln train`` and the Runner apply by default
+(``kiln.utils.malloc.tune_malloc()``: glibc's mmap threshold fixed, freed activation memory goes back to the
+system), called first thing in the child, for both sides; ``off`` = glibc's defaults (``KILN_MALLOC=0``);
+``both`` (default) runs each side with both and prints the peak ratio. The median seconds per step (steps after
+the first) show what the setting costs in speed.
 
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/bench_memory.py [--families retinanet fcos faster_rcnn mask_rcnn] [--steps 3]
-        [--threads 2]
+        [--threads 2] [--malloc both|kiln|off] [--json out.json]
 """
 from __future__ import annotations
 
@@ -39,8 +45,16 @@ def _status(key: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _child(side: str, family: str, steps: int, threads: int) -> None:
+def _child(side: str, family: str, steps: int, threads: int, malloc: str) -> None:
+    if malloc == 'kiln':
+        from kiln.utils.malloc import tune_malloc
+        settings = tune_malloc(source='bench_memory')
+    else:
+        os.environ['KILN_MALLOC'] = '0'
+        settings = {}
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import time
+
     import torch
     import bench_vs_torchvision as bv
     torch.set_num_threads(threads)
@@ -51,7 +65,7 @@ def _child(side: str, family: str, steps: int, threads: int) -> None:
         import kiln.det  # noqa: F401
     else:
         import torchvision  # noqa: F401
-    out = dict(after_imports=_status('VmRSS'))
+    out = dict(malloc=settings, after_imports=_status('VmRSS'))
     if side == 'kiln':
         model = bv.build_kiln(family, match_settings=True)
         batch = bv.kiln_batch(items, with_masks)
@@ -64,42 +78,69 @@ def _child(side: str, family: str, steps: int, threads: int) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     out['after_build'] = _status('VmRSS')
     out['params_mib'] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    times = []
     for _ in range(steps):
+        start = time.perf_counter()
         step(model, opt, batch)
+        times.append(time.perf_counter() - start)
+    later = sorted(times[1:] or times)
+    out['step_s'] = later[len(later) // 2]  # median of the steps after the first
     out['after_steps'] = _status('VmRSS')
     out['peak'] = _status('VmHWM')
     print(MARK + json.dumps(out), flush=True)
 
 
+def run_child(side: str, family: str, steps: int, threads: int, malloc: str) -> dict | str:
+    """One measurement in a fresh process: the child's numbers as a dict, or the reason it failed (a str)."""
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', side, family, str(steps),
+                           str(threads), malloc], capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
+    if line is None:
+        return f'failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}'
+    return json.loads(line[len(MARK):])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == '--child':
-        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        _child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
         return
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--families', nargs='+', choices=FAMILIES, default=list(FAMILIES))
     p.add_argument('--steps', type=int, default=3, help='training steps per process (default 3)')
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--malloc', choices=('both', 'kiln', 'off'), default='both',
+                   help="kiln: kiln's default glibc malloc settings (what kiln train applies); off: glibc's "
+                        'defaults (KILN_MALLOC=0); both (default): each side with both')
     p.add_argument('--json', help='also write the numbers to this file')
     args = p.parse_args()
-    results = {}
+    modes = ('kiln', 'off') if args.malloc == 'both' else (args.malloc,)
+    results: dict = {}
     print(f'peak RSS training R50-FPN, batch 2 x 512x512, {args.steps} SGD steps, {args.threads} threads '
-          f'(load average {os.getloadavg()[0]:.2f}); MiB')
-    print(f'{"family":<12} {"side":<12} {"imports":>8} {"built":>8} {"steps":>8} {"PEAK":>8} {"params":>7}')
+          f'(load average {os.getloadavg()[0]:.2f}); MiB; malloc kiln = kiln.utils.malloc defaults, '
+          'off = glibc defaults')
+    print(f'{"family":<12} {"side":<12} {"malloc":<6} {"imports":>8} {"built":>8} {"steps":>8} {"PEAK":>8} '
+          f'{"params":>7} {"s/step":>7}')
     for family in args.families:
         for side in ('kiln', 'torchvision'):
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', side, family,
-                                   str(args.steps), str(args.threads)], capture_output=True, text=True)
-            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)), None)
-            if line is None:
-                print(f'{family:<12} {side:<12} failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}')
-                continue
-            r = results.setdefault(family, {})[side] = json.loads(line[len(MARK):])
-            flag = '' if side != 'kiln' else ('  <= 1.9 GB' if r['peak'] <= TARGET_MIB else '  > 1.9 GB')
-            print(f'{family:<12} {side:<12} {r["after_imports"]:8.0f} {r["after_build"]:8.0f} '
-                  f'{r["after_steps"]:8.0f} {r["peak"]:8.0f} {r["params_mib"]:7.0f}{flag}', flush=True)
-        if len(results.get(family, {})) == 2:
-            k, t = results[family]['kiln']['peak'], results[family]['torchvision']['peak']
-            print(f'{family:<12} kiln / torchvision peak: {k / t:.2f}')
+            for mode in modes:
+                r = run_child(side, family, args.steps, args.threads, mode)
+                if isinstance(r, str):
+                    print(f'{family:<12} {side:<12} {mode:<6} {r}')
+                    continue
+                results.setdefault(family, {}).setdefault(side, {})[mode] = r
+                flag = '' if side != 'kiln' else ('  <= 1.9 GB' if r['peak'] <= TARGET_MIB else '  > 1.9 GB')
+                print(f'{family:<12} {side:<12} {mode:<6} {r["after_imports"]:8.0f} {r["after_build"]:8.0f} '
+                      f'{r["after_steps"]:8.0f} {r["peak"]:8.0f} {r["params_mib"]:7.0f} {r["step_s"]:7.2f}{flag}',
+                      flush=True)
+        for side, by_mode in results.get(family, {}).items():
+            if len(by_mode) == 2:
+                print(f'{family:<12} {side:<12} peak malloc kiln / off: '
+                      f'{by_mode["kiln"]["peak"] / by_mode["off"]["peak"]:.2f}, '
+                      f's/step kiln / off: {by_mode["kiln"]["step_s"] / by_mode["off"]["step_s"]:.2f}')
+        for mode in modes:
+            kiln_r, tv_r = (results.get(family, {}).get(side, {}).get(mode) for side in ('kiln', 'torchvision'))
+            if kiln_r and tv_r:
+                print(f'{family:<12} malloc {mode}: kiln / torchvision peak {kiln_r["peak"] / tv_r["peak"]:.2f}')
     print(f'(load average after: {os.getloadavg()[0]:.2f})')
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
