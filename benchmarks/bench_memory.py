@@ -8,8 +8,8 @@ training steps. The process reports its resident set size (``VmRSS``) after the 
 and after the steps, and its peak (``VmHWM``, the high-water mark; ``ru_maxrss`` where /proc is missing), in MiB.
 One process per (side, family, malloc setting), so no run's allocations leak into another's peak.
 
-Malloc setting (``--malloc``): ``kiln`` = what ``kiln train`` and the Runner apply by default
-(``kiln.utils.malloc.tune_malloc()``: glibc's mmap threshold fixed, freed activation memory goes back to the
+Malloc setting (``--malloc``): ``kiln`` = what ``kiln train`` and the Runner apply when asked (opt in:
+``env_cfg.malloc_cfg=True``; ``kiln.utils.malloc.tune_malloc(True)``: glibc's mmap threshold fixed, freed activation memory goes back to the
 system), called first thing in the child, for both sides; ``off`` = glibc's defaults (``KILN_MALLOC=0``);
 ``both`` (default) runs each side with both and prints the peak ratio. The median seconds per step (steps after
 the first) show what the setting costs in speed.
@@ -48,7 +48,7 @@ def _status(key: str) -> float:
 def _child(side: str, family: str, steps: int, threads: int, malloc: str) -> None:
     if malloc == 'kiln':
         from kiln.utils.malloc import tune_malloc
-        settings = tune_malloc(source='bench_memory')
+        settings = tune_malloc(True, source='bench_memory')
     else:
         os.environ['KILN_MALLOC'] = '0'
         settings = {}

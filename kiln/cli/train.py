@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     from kiln.utils.malloc import tune_malloc
     if args.data is not None or args.config is None:
-        tune_malloc(source='kiln train')  # give freed activation memory back (glibc only; KILN_MALLOC=0: off)
+        tune_malloc(source='kiln train')  # opt-in (KILN_MALLOC=1): freed activation memory back (glibc only)
         return _run_zero_config(args)
     cfg = load_config(args.config, args.cfg_options, command='train')
     tune_malloc((cfg.get('env_cfg') or {}).get('malloc_cfg'), source='kiln train')  # the Runner applies it too

@@ -54,7 +54,7 @@ def setup_env(env_cfg: dict | None, launcher: str = 'none') -> bool:
     ``env_cfg`` keys: ``cudnn_benchmark`` (bool), ``mp_cfg=dict(mp_start_method=..., opencv_num_threads=...)``
     (the start method is set only if it differs from the current one), ``dist_cfg=dict(backend=..., **kwargs
     for init_process_group)`` (``'nccl'`` falls back to ``'gloo'`` with a warning without CUDA), and kiln's
-    ``malloc_cfg`` (glibc malloc settings, default on; ``False`` turns them off: :func:`kiln.utils.malloc.tune_malloc`).
+    ``malloc_cfg`` (glibc malloc settings, default off; ``True`` or a dict turns them on: :func:`kiln.utils.malloc.tune_malloc`).
 
     Returns:
         True when the run is distributed.

@@ -41,13 +41,13 @@ def _train(tmp_path, *options, env=None):
 
 
 @pytest.mark.skipif(not GLIBC, reason='glibc malloc settings apply on Linux with glibc only')
-def test_kiln_train_fixes_the_mmap_threshold_and_opt_outs(tmp_path):
-    probe = _train(tmp_path)
+def test_kiln_train_fixes_the_mmap_threshold_when_asked(tmp_path):
+    # off by default: glibc's dynamic threshold, the 4 MiB block comes from the heap
+    assert _train(tmp_path) == dict(mmapped=False, settings={})
+    probe = _train(tmp_path, '--cfg-options', 'env_cfg.malloc_cfg=True')
     assert probe['mmapped']
     assert probe['settings'] == {k: v for k, v in malloc.DEFAULT_MALLOC_CFG.items() if v is not None}
-    # glibc's dynamic threshold is back with the opt-out: the 4 MiB block comes from the heap (KILN_MALLOC=0 takes
-    # the same early return in tune_malloc: test_opt_outs_and_other_platforms)
-    assert _train(tmp_path, '--cfg-options', 'env_cfg.malloc_cfg=False') == dict(mmapped=False, settings={})
+    assert _train(tmp_path, env={malloc.ENV_OPT_OUT: '1'})['mmapped']  # the environment variable turns it on too
 
 
 @pytest.fixture
@@ -61,8 +61,9 @@ def fresh(monkeypatch):
 @pytest.mark.skipif(not GLIBC, reason='glibc only')
 def test_applied_once_and_environment_wins(fresh, monkeypatch):
     monkeypatch.setenv('MALLOC_TRIM_THRESHOLD_', '1048576')  # the user's own glibc setting is left alone
-    assert malloc.tune_malloc(source='test') == dict(mmap_threshold=128 * 1024)
-    assert malloc.tune_malloc(source='test') == {}  # already applied
+    assert malloc.tune_malloc(source='test') == {}  # off by default
+    assert malloc.tune_malloc(True, source='test') == dict(mmap_threshold=128 * 1024)
+    assert malloc.tune_malloc(True, source='test') == {}  # already applied
     assert malloc.malloc_settings() == dict(mmap_threshold=128 * 1024)
 
 
@@ -70,10 +71,10 @@ def test_opt_outs_and_other_platforms(fresh, monkeypatch, caplog):
     caplog.set_level(logging.DEBUG, logger='kiln.utils.malloc')
     assert malloc.tune_malloc(False) == {}
     monkeypatch.setenv(malloc.ENV_OPT_OUT, 'off')
-    assert malloc.tune_malloc() == {}
+    assert malloc.tune_malloc(True) == {}
     monkeypatch.delenv(malloc.ENV_OPT_OUT)
     monkeypatch.setattr(sys, 'platform', 'darwin')
-    assert malloc.tune_malloc(source='kiln train') == {} and malloc.malloc_settings() == {}
+    assert malloc.tune_malloc(True, source='kiln train') == {} and malloc.malloc_settings() == {}
     assert 'kiln train: malloc settings skipped: the C library is not glibc on Linux (platform darwin)' in caplog.text
 
 
