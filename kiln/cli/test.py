@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os.path as osp
 from typing import Any
 
@@ -98,8 +99,16 @@ def _load_strict(runner: Any, checkpoint: str) -> None:
     except CheckpointError as e:
         message = (f'checkpoint {checkpoint!r} does not fit the model of the config (train it with this config, '
                    f'or fix num_classes / the model): {e}')
-        runner.logger.error(message)  # in the run's log file too
+        _log_to_files(runner.logger, message)  # in the run's log file too; the terminal gets the CLI error line
         raise CLIError(message) from e
+
+
+def _log_to_files(logger: logging.Logger, message: str) -> None:
+    """Write ``message`` at ERROR to the file handlers of ``logger`` only (not to its console stream)."""
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _jsonable(value: Any) -> Any:

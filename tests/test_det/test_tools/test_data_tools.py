@@ -200,5 +200,6 @@ def test_kiln_test_refuses_a_checkpoint_whose_head_does_not_fit(tmp_path, monkey
     err = capsys.readouterr().err
     assert code == 2
     assert 'does not fit the model of the config' in err and 'size mismatch for bbox_head.conv_cls' in err
+    assert err.count('does not fit the model of the config') == 1  # the CLI error line only, not also the logger
     [log] = list((tmp_path / 'work').glob('*/*.log'))
     assert 'does not fit the model of the config' in log.read_text()  # in the run's log file too
