@@ -132,8 +132,11 @@ def test_inputs_features_and_roi_outputs_match(run, refs):
     # forward(mode='tensor') of a two-stage model = RoI head outputs on the 2 x 1000 RPN proposals
     assert [len(p) for p in run['proposals']] == [1000, 1000]
     cls_score, bbox_pred = run['roi_out']
-    _check_stats(cls_score, stats['forward_tensor.0.0'])
-    _check_stats(bbox_pred, stats['forward_tensor.0.1'])
+    # the RoI outputs sit behind RPN NMS over near-tied proposals: with the suite's 1 thread on an AVX-512 CPU the
+    # signed sums moved by 2.5e-5 of the absolute sum (abs sums by 1e-6, extremes by 3e-8; with 2 threads they are
+    # bit-exact), as MMDetection's own 1-thread rerun moved its numbers (mmdet_refs/README.md, "Float noise")
+    _check_stats(cls_score, stats['forward_tensor.0.0'], rtol=1e-4)
+    _check_stats(bbox_pred, stats['forward_tensor.0.1'], rtol=1e-4)
     torch.testing.assert_close(cls_score.flatten()[:16], torch.tensor(stats['forward_tensor.0.0']['first16']),
                                atol=1e-5, rtol=0)
 

@@ -47,13 +47,15 @@ def filter_scores_and_topk(scores: Tensor, score_thr: float, topk: int,
         results: per-prior tensors (P, ...) to index with the kept prior ids.
 
     Returns:
-        ``(scores (K,), labels int64 (K,), prior ids int64 (K,), filtered results)``, sorted by decreasing score.
+        ``(scores (K,), labels int64 (K,), prior ids int64 (K,), filtered results)``, sorted by decreasing score;
+        exactly tied scores stay in (prior, class) order (MMDetection's unstable sort leaves their order to the
+        sort kernel).
     """
     valid = scores > score_thr
     flat = scores[valid]
     idxs = torch.nonzero(valid)  # (M, 2): prior, class
     num = flat.numel() if topk is None or topk <= 0 else min(topk, flat.numel())
-    flat, order = flat.sort(descending=True)
+    flat, order = flat.sort(descending=True, stable=True)  # ties in (prior, class) order, deterministic
     flat, top = flat[:num], idxs[order[:num]]
     keep, labels = top.unbind(dim=1)
     filtered = {k: v[keep] for k, v in (results or {}).items()}
