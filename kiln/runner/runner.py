@@ -18,6 +18,7 @@ import os
 import os.path as osp
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -66,23 +67,32 @@ class _WeightsSource:
     train_calls: int = 0  # how many times train() ran (a second call resets the loop counters)
 
 
-class _ErrorMemo(logging.Filter):
-    """Remembers the last ERROR messages of a runner's logger (never filters anything out), so that
-    :func:`_errors_logged` does not log an error a second time that a loop or hook has already logged."""
+class _LogMemo(logging.Filter):
+    """Remembers the last ERROR and WARNING messages of a runner's logger (never filters anything out), so that
+    :func:`_errors_logged` does not log an error a second time that a loop or hook has already logged, and
+    :func:`_build_warnings_logged` does not log a warning again that is already in the log (the same annotation
+    file read for train and val, a warning the caller logged before the Runner built the data)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.messages: collections.deque[str] = collections.deque(maxlen=16)
+        self.warnings: collections.deque[str] = collections.deque(maxlen=256)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             self.messages.append(record.getMessage())
+        elif record.levelno >= logging.WARNING:
+            self.warnings.append(record.getMessage())
         return True
 
     def seen(self, exc: BaseException) -> bool:
         """Whether the message of ``exc`` (or one of its notes) is part of an ERROR already logged."""
         texts = [t for t in [str(exc), *getattr(exc, '__notes__', ())] if t]
         return bool(texts) and any(t in m for t in texts for m in self.messages)
+
+    def warned(self, text: str) -> bool:
+        """Whether ``text`` is part of a WARNING already logged (among the last 256)."""
+        return bool(text) and any(text in m for m in self.warnings)
 
 
 def _errors_logged(method: Callable) -> Callable:
@@ -103,12 +113,37 @@ def _logging_failure(runner: Runner, what: str) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        if not runner._logged_errors.seen(e):
+        if not runner._log_memo.seen(e):
             frames = traceback.extract_tb(e.__traceback__)
             where = f' (raised at {frames[-1].filename}:{frames[-1].lineno})' if frames else ''
             notes = ''.join(f'\n  {n}' for n in getattr(e, '__notes__', ()))
             runner.logger.error(f'{what} failed: {type(e).__name__}: {e}{where}{notes}')
         raise
+
+
+@contextlib.contextmanager
+def _build_warnings_logged(runner: Runner, stage: str) -> Iterator[None]:
+    """Around the building of the ``stage`` loop (its dataset, sampler, dataloader, evaluator): the Python
+    warnings raised meanwhile (dropped boxes, class names not in ``classes``, sizes that differ from the images,
+    what a user's dataset warns about...) are not printed by Python but logged once, in the order raised, at
+    WARNING through the runner's logger as ``<stage> data: <message>`` (the category is named unless it is a
+    plain ``UserWarning``), so they are on the terminal once and in the run's log file. They are logged whether
+    the build succeeds or raises, before the error that :func:`_errors_logged` logs. Python's warning filters
+    apply as usual (an ``ignore`` filter keeps a warning out of the log too). A message already logged (the
+    same annotation file read for train and val) is not logged again; ``DataCheckHook`` does not repeat them.
+    With a ``log_level`` above WARNING they are issued again as Python warnings instead."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        for w in caught:
+            text = str(w.message)
+            if not runner.logger.isEnabledFor(logging.WARNING):  # log_level='ERROR': Python shows it as usual
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            elif not runner._log_memo.warned(text):
+                kind = '' if w.category is UserWarning else f'{w.category.__name__}: '
+                runner.logger.warning(f'{stage} data: {kind}{text}')
 
 
 @RUNNERS.register_module()
@@ -123,6 +158,9 @@ class Runner:
     ``convert_to_iter_based`` use ``len(train_dataloader)``), the val loop, calls ``before_run``, loads
     ``load_from`` or resumes, runs the loop and calls ``after_run``. It may be called again: the next call
     trains again from the current weights (fresh loop counters, optimizer and schedulers from their configs).
+    Python warnings raised while a loop and its data are built (a dataset dropping boxes, ...) are logged through
+    the runner's logger (terminal and log file, once each) as ``<stage> data: <message>``; an exception escaping
+    ``train()`` / ``val()`` / ``test()`` is logged at ERROR in the log file too.
 
     Args:
         model: ``nn.Module`` (a kiln ``BaseModel``) or config for MODELS.
@@ -203,8 +241,8 @@ class Runner:
         self._log_dir = osp.join(self._work_dir, self._timestamp)
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{self._timestamp}.log'),
                                   log_level=log_level, distributed=rank_log_files(log_level, self.cfg))
-        self._logged_errors = _ErrorMemo()
-        self._logger.addFilter(self._logged_errors)
+        self._log_memo = _LogMemo()
+        self._logger.addFilter(self._log_memo)
         self.message_hub = MessageHub(name=experiment_name)
         self._visualizer_cfg, self._log_level = visualizer, log_level  # for new_session()
         self.visualizer = self.build_visualizer(visualizer)
@@ -329,21 +367,24 @@ class Runner:
             if self._train_dataloader_src is None or self._train_cfg is None:
                 raise RuntimeError('training needs both train_dataloader and train_cfg (e.g. '
                                    'train_cfg=dict(by_epoch=True, max_epochs=12))')
-            self._train_loop = self.build_train_loop(self._train_cfg)
+            with _build_warnings_logged(self, 'train'):
+                self._train_loop = self.build_train_loop(self._train_cfg)
         return self._train_loop
 
     @property
     def val_loop(self) -> Any:
         """The val loop, or None when there is no ``val_dataloader``."""
         if self._val_loop is None and self._val_dataloader_src is not None:
-            self._val_loop = self.build_val_loop(self._val_cfg or {})
+            with _build_warnings_logged(self, 'val'):
+                self._val_loop = self.build_val_loop(self._val_cfg or {})
         return self._val_loop
 
     @property
     def test_loop(self) -> Any:
         """The test loop, or None when there is no ``test_dataloader``."""
         if self._test_loop is None and self._test_dataloader_src is not None:
-            self._test_loop = self.build_test_loop(self._test_cfg or {})
+            with _build_warnings_logged(self, 'test'):
+                self._test_loop = self.build_test_loop(self._test_cfg or {})
         return self._test_loop
 
     train_dataloader = property(lambda self: self.train_loop.dataloader)
@@ -693,7 +734,8 @@ class Runner:
         self._experiment_name = name or stamp
         self._logger = get_logger('kiln', log_file=osp.join(self._log_dir, f'{stamp}.log'),
                                   log_level=self._log_level)
-        self._logger.addFilter(self._logged_errors)
+        self._logger.addFilter(self._log_memo)
+        self._log_memo.warnings.clear()  # a warning met again in this session goes into its log file
         self.message_hub = MessageHub(name=self._experiment_name)
         self.visualizer = self.build_visualizer(S.visualizer_source(self._visualizer_cfg))
         self.visualizer.dataset_meta = meta

@@ -43,7 +43,7 @@ class BaseDetDataset(BaseDataset):
               annotation without a valid ``bbox``, a missing / unreadable annotation or image file): ``'error'``
               raises naming the file, the index and what was expected; ``'warn'`` skips the object (or the
               image) and the dataset issues one summary warning with the counts and the first few places
-              (``data_warnings``, logged into the run's log by ``DataCheckHook``). With ``'warn'``, image files
+              (``data_warnings``; the Runner logs it into the run's log). With ``'warn'``, image files
               are also checked to exist at indexing (local paths), and records of missing ones are dropped.
               Problems that are warnings in MMDetection too (degenerate COCO / VOC boxes dropped, VOC names
               not in ``classes`` ignored) are warnings in both modes;

@@ -584,8 +584,9 @@ def check_config(cfg: Any, check_images: bool = True, stages: Sequence[str] = ('
 # ----------------------------------------------------------------------------------------------- reporting
 def report_dataset_problems(dataset: Any, lines: Sequence[str]) -> None:
     """What a dataset does with the problems it met while loading: one ``UserWarning`` per line (on stderr at
-    once), and the lines kept in ``dataset.data_warnings`` so that ``DataCheckHook`` copies them into the run's
-    log file."""
+    once, or logged by the Runner building the dataset: ``kiln.runner.runner._build_warnings_logged``), and the
+    lines kept in ``dataset.data_warnings``, which ``DataCheckHook`` writes into the run's log file when the
+    Runner did not log them (a dataset built outside the Runner)."""
     store = getattr(dataset, 'data_warnings', None)
     if store is None:
         store = []

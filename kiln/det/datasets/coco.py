@@ -58,7 +58,7 @@ class CocoDataset(BaseDetDataset):
             ``height``, an annotation without a valid ``bbox`` or whose ``category_id`` is not in
             ``categories``; ``on_bad_sample='warn'`` skips those with one summary warning.
 
-    Warnings (``UserWarning``, and the run's log file through ``DataCheckHook``): dropped boxes, with their
+    Warnings (``UserWarning``; the Runner building the dataset logs them into the run's log file): dropped boxes, with their
     count, annotation / image ids and the images left without a box; ``width``/``height`` differing from the
     image file (checked for files of up to 1000 images; ``kiln check-data`` checks any size).
     """
@@ -154,7 +154,7 @@ class CocoDataset(BaseDetDataset):
 
 
 def _report_load_problems(dataset: CocoDataset, data_list: list[dict], size_check_limit: int = 1000) -> None:
-    """Warn (``UserWarning`` and the run's log through ``DataCheckHook``) about dropped boxes, with counts and
+    """Warn (``UserWarning``, which the Runner logs into the run's log) about dropped boxes, with counts and
     ids, and about ``width``/``height`` that differ from the image files (headers read for files of at most
     ``size_check_limit`` images; ``kiln check-data`` reads them all). Raise when training would see no box."""
     from PIL import Image

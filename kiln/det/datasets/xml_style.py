@@ -37,8 +37,8 @@ class XMLDataset(BaseDetDataset):
     with ``sub_data_root = data_prefix['sub_data_root']`` (``data_root`` when absent). ``metainfo['classes']`` is
     required; objects of other classes are skipped, with one warning counting them per name, naming files and
     object indices and the closest class (``'rbc'`` -> ``'RBC'``); when that leaves a training set without
-    any object, loading fails (``ValueError``). Warnings go to ``UserWarning`` and, through ``DataCheckHook``,
-    to the run's log file. Records::
+    any object, loading fails (``ValueError``). Warnings go to ``UserWarning`` and, through the Runner that
+    builds the dataset, to the run's log file. Records::
 
         dict(img_path, img_id (the file stem, str), xml_path, height, width (from the xml <size>, else from the
              image header), instances=[dict(bbox=[x1, y1, x2, y2], bbox_label, ignore_flag)])

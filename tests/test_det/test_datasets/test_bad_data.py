@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,9 +188,23 @@ def test_truncated_jpeg_decodes_with_a_warning_and_check_data_reports_it(tmp_pat
     assert p.file.endswith('BloodImage_00001.jpg') and p.index == 'train.txt:2' and p.severity == 'warning'
 
 
-def _run_log(tmp_path: Path, dataset: dict, raises: str | None = None) -> str:
-    """One epoch of a real Runner (with DataCheckHook) on ``dataset``; the text of the run's log file.
-    With ``raises``, training must fail with a ``ValueError`` matching it."""
+class _Run(SimpleNamespace):
+    """What a run left: ``log`` (the text of its log file) and ``terminal`` (stderr: the logger's console lines
+    and the Python warnings that escaped the run, one per line)."""
+
+    def once(self, text: str) -> str:
+        """The one line of the log file holding ``text``, after checking that ``text`` is also exactly once on
+        the terminal (logged once, not also printed as a Python warning)."""
+        assert self.terminal.count(text) == 1, self.terminal
+        [line] = [ln for ln in self.log.splitlines() if text in ln]
+        return line
+
+
+def _run(tmp_path: Path, capfd, dataset: dict | Any, raises: str | None = None, head_classes: int | None = None,
+         val_dataset: dict | None = None) -> _Run:
+    """One epoch of a real Runner (with DataCheckHook) on ``dataset`` (a dataset config, or a built DataLoader);
+    ``val_dataset`` adds a val loop, ``head_classes`` a head with that ``num_classes``. With ``raises``, training
+    must fail with a ``ValueError`` matching it."""
     import torch
 
     from kiln.model import BaseModel
@@ -198,47 +214,69 @@ def _run_log(tmp_path: Path, dataset: dict, raises: str | None = None) -> str:
         def __init__(self) -> None:
             super().__init__()
             self.w = nn.Parameter(torch.zeros(1))
+            if head_classes is not None:
+                self.bbox_head = _Head(head_classes)
 
         def forward(self, inputs, data_samples=None, mode='tensor'):
             return dict(loss=((torch.stack([i.float().mean() / 255 for i in inputs]) - self.w) ** 2).mean())
 
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
-                dict(type='Resize', scale=(64, 48), keep_ratio=False), dict(type='PackDetInputs')]
-    runner = Runner(model=MeanNet(), work_dir=str(tmp_path / 'work'),
-                    train_dataloader=dict(dataset=dict(dataset, pipeline=pipeline), batch_size=3,
-                                          sampler=dict(type='DefaultSampler', shuffle=False)),
-                    train_cfg=dict(by_epoch=True, max_epochs=1),
-                    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-                    default_hooks=dict(checkpoint=None, data_check=dict(type='DataCheckHook')),
-                    randomness=dict(seed=0), log_level='WARNING')
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # asserted in the log file below
+    def loader(ds):
+        if not isinstance(ds, dict):
+            return ds
+        return dict(dataset=dict(ds, pipeline=PIPELINE), batch_size=3, sampler=dict(type='DefaultSampler',
+                                                                                     shuffle=False))
+
+    val = dict(val_dataloader=loader(val_dataset), val_cfg=dict(),
+               val_evaluator=dict(type='CocoMetric')) if val_dataset else {}
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter('always')  # every warning is shown (logged) each time it is raised
+        runner = Runner(model=MeanNet(), work_dir=str(tmp_path / 'work'), train_dataloader=loader(dataset),
+                        train_cfg=dict(by_epoch=True, max_epochs=1),
+                        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+                        default_hooks=dict(checkpoint=None, data_check=dict(type='DataCheckHook')),
+                        randomness=dict(seed=0), log_level='WARNING', default_scope='kiln.det', **val)
         if raises is None:
             runner.train()
         else:
             with pytest.raises(ValueError, match=raises):
                 runner.train()
+    runner.close()
     [log] = list((tmp_path / 'work').glob('*/*.log'))
-    return log.read_text()
+    terminal = capfd.readouterr().err + ''.join(f'{w.message}\n' for w in escaped)
+    return _Run(log=log.read_text(), terminal=terminal)
 
 
-def test_coco_bad_boxes_and_wrong_sizes_reach_the_log_file_of_a_run(tmp_path):
+PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'),
+            dict(type='Resize', scale=(64, 48), keep_ratio=False), dict(type='PackDetInputs')]
+
+
+def _coco_cfg(ann: Path, **kwargs) -> dict:
+    return dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(COCO128 / 'images/train2017') + '/'),
+                **kwargs)
+
+
+def _voc_cfg(root: Path) -> dict:
+    return dict(type='VOCDataset', data_root=str(root), ann_file='ImageSets/Main/train.txt',
+                data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES))
+
+
+def test_coco_bad_boxes_and_wrong_sizes_reach_the_log_file_of_a_run(tmp_path, capfd):
     data, ann = _coco_subset(tmp_path)
     victims = [im['id'] for im in data['images'][:2]]
     broken = _break_boxes(data, victims)
     data['images'][3]['height'] += 7
     ann.write_text(json.dumps(data))
-    text = _run_log(tmp_path, dict(type='CocoDataset', ann_file=str(ann),
-                                   data_prefix=dict(img=str(COCO128 / 'images/train2017') + '/')))
-    [dropped] = [ln for ln in text.splitlines() if 'unusable box' in ln]
+    run = _run(tmp_path, capfd, _coco_cfg(ann))
+    dropped = run.once('annotation(s) with an unusable box')  # once on the terminal, once in the log file
     assert 'WARNING' in dropped and 'train data: ' in dropped
     assert f'dropped {len(broken)} annotation(s)' in dropped and '2 of 6 image(s) have no box left' in dropped
     assert f'annotation {broken[0]} of image {victims[0]}' in dropped
-    [sizes] = [ln for ln in text.splitlines() if 'do not match the image file' in ln]
+    sizes = run.once('do not match the image file')
     assert f'image {data["images"][3]["id"]} ' in sizes and 'width/height of 1 image(s)' in sizes
 
 
-def test_voc_dropped_and_unknown_objects_reach_the_log_file_of_a_run(tmp_path):
+def test_voc_dropped_and_unknown_objects_reach_the_log_file_of_a_run(tmp_path, capfd):
     root = _voc_copy(tmp_path, ['BloodImage_00000', 'BloodImage_00003'], {'Platelets': 'platelet'})
     xml = root / 'Annotations/BloodImage_00000.xml'
     text = xml.read_text()
@@ -246,29 +284,77 @@ def test_voc_dropped_and_unknown_objects_reach_the_log_file_of_a_run(tmp_path):
     end = text.index('</bndbox>', start)
     xml.write_text(text[:start] + '<bndbox><xmin>700</xmin><ymin>10</ymin><xmax>720</xmax><ymax>30</ymax>'
                    + text[end:])  # object #0 lies right of the 640-pixel-wide image
-    log = _run_log(tmp_path, dict(type='VOCDataset', data_root=str(root), ann_file='ImageSets/Main/train.txt',
-                                  data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES)))
-    [dropped] = [ln for ln in log.splitlines() if 'with zero area after clipping' in ln]
+    run = _run(tmp_path, capfd, _voc_cfg(root))
+    dropped = run.once('with zero area after clipping')
     assert 'dropped 1 box(es)' in dropped and 'BloodImage_00000.xml object #0' in dropped
-    [unknown] = [ln for ln in log.splitlines() if 'whose <name> is not in classes' in ln]
+    unknown = run.once('whose <name> is not in classes')
     assert "'platelet' x1 (did you mean 'Platelets'?)" in unknown and 'BloodImage_00003.xml object #' in unknown
 
 
-@pytest.mark.parametrize('case', ['coco_no_images', 'voc_no_known_name', 'empty_split'])
-def test_errors_while_building_the_data_reach_the_log_file_of_a_run(tmp_path, case):
-    if case == 'coco_no_images':
-        data, ann = _coco_subset(tmp_path, 1)
-        ann.write_text(json.dumps(dict(data, images=[], annotations=[])))
-        dataset, expected = (dict(type='CocoDataset', ann_file=str(ann), data_prefix=dict(img=str(tmp_path) + '/')),
-                             f'{ann}: the file lists no images')
+def test_warnings_before_a_later_build_error_reach_the_log_file_before_the_error(tmp_path, capfd):
+    """The train data warns (bad boxes, a wrong size), then the val data cannot be built: the warnings are in the
+    log file (once, before the error), not only on stderr."""
+    data, ann = _coco_subset(tmp_path)
+    broken = _break_boxes(data, [data['images'][0]['id']])
+    data['images'][2]['width'] -= 5
+    ann.write_text(json.dumps(data))
+    empty = tmp_path / 'empty.json'
+    empty.write_text(json.dumps(dict(data, images=[], annotations=[])))
+    run = _run(tmp_path, capfd, _coco_cfg(ann), raises='lists no images',
+               val_dataset=_coco_cfg(empty, test_mode=True))
+    dropped = run.once('annotation(s) with an unusable box')
+    assert f'dropped {len(broken)} annotation(s)' in dropped and f'annotation {broken[0]} of image' in dropped
+    sizes = run.once('do not match the image file')
+    assert f'image {data["images"][2]["id"]} ' in sizes
+    [error] = [ln for ln in run.log.splitlines() if ' - ERROR - ' in ln]
+    assert f'train failed: ValueError: {empty}: the file lists no images' in error
+    lines = run.log.splitlines()
+    assert lines.index(dropped) < lines.index(sizes) < lines.index(error)
+
+
+def test_dataset_built_before_the_runner_its_warnings_reach_the_log_file_once(tmp_path, capfd):
+    """A DataLoader given to the Runner already built: Python printed the dataset's warning when it was built;
+    DataCheckHook writes it into the log file (not on the terminal again)."""
+    from kiln.dataset import build_dataloader
+    root = _voc_copy(tmp_path, ['BloodImage_00000', 'BloodImage_00003'], {'WBC': 'wbc'})
+    with pytest.warns(UserWarning, match="'wbc' x2"):
+        loader = build_dataloader(dict(dataset=dict(_voc_cfg(root), pipeline=PIPELINE), batch_size=2,
+                                       sampler=dict(type='DefaultSampler', shuffle=False)), seed=0)
+    run = _run(tmp_path, capfd, loader)
+    assert "'wbc' x2" not in run.terminal  # printed once already, when the dataset was built
+    line = [ln for ln in run.log.splitlines() if "'wbc' x2 (did you mean 'WBC'?)" in ln]
+    assert len(line) == 1 and 'train data: VOCDataset' in line[0] and 'BloodImage_00000.xml object #' in line[0]
+
+
+def test_num_classes_mismatch_stops_a_run_with_the_error_in_the_log_file(tmp_path, capfd):
+    root = _voc_copy(tmp_path, ['BloodImage_00000'], {})
+    run = _run(tmp_path, capfd, _voc_cfg(root), raises='does not fit the data', head_classes=80)
+    [error] = [ln for ln in run.log.splitlines() if ' - ERROR - ' in ln]  # logged once (hook), not again
+    assert 'model.bbox_head.num_classes=80 but the dataset has 3 classes' in error
+    assert 'set bbox_head.num_classes=3' in error
+    assert run.terminal.count('num_classes=80 but the dataset has 3') == 1
+
+
+@pytest.mark.parametrize('case', ['coco_no_images', 'coco_every_box_bad', 'voc_no_known_name', 'empty_split'])
+def test_errors_while_building_the_data_reach_the_log_file_of_a_run(tmp_path, capfd, case):
+    if case.startswith('coco'):
+        data, ann = _coco_subset(tmp_path, 1 if case == 'coco_no_images' else 3)
+        if case == 'coco_no_images':
+            data = dict(data, images=[], annotations=[])
+            expected = f'{ann}: the file lists no images'
+        else:
+            broken = _break_boxes(data, [im['id'] for im in data['images']])
+            expected = (f'{ann}: every one of the {len(broken)} annotation(s) of the selected classes has an '
+                        f'unusable box, nothing is left to train on: annotation {broken[0]} of image')
+        ann.write_text(json.dumps(data))
+        dataset = _coco_cfg(ann)
     else:
         root = _voc_copy(tmp_path, ['BloodImage_00000'], {'WBC': 'wbc', 'RBC': 'rbc', 'Platelets': 'plt'})
         if case == 'empty_split':
             (root / 'ImageSets/Main/train.txt').write_text('')
-        dataset = dict(type='VOCDataset', data_root=str(root), ann_file='ImageSets/Main/train.txt',
-                       data_prefix=dict(sub_data_root=''), metainfo=dict(classes=BCCD_CLASSES))
+        dataset = _voc_cfg(root)
         expected = ("train.txt: no object is left to train on" if case == 'voc_no_known_name' else
                     'train_dataloader has no data: the dataset VOCDataset has length 0')
-    log = _run_log(tmp_path, dataset, raises=expected.split(': ', 1)[1])
-    [line] = [ln for ln in log.splitlines() if ' - ERROR - ' in ln]
+    run = _run(tmp_path, capfd, dataset, raises=re.escape(expected.split(': ', 1)[1]))
+    [line] = [ln for ln in run.log.splitlines() if ' - ERROR - ' in ln]
     assert 'train failed: ValueError: ' in line and expected in line

@@ -1,12 +1,15 @@
 """``DataCheckHook``: data problems into the run's log file, and the model's ``num_classes`` against the data.
 
 Datasets report what they drop or ignore while loading (dropped COCO boxes, VOC names not in ``classes``, COCO
-sizes differing from the images ...) as ``UserWarning`` on stderr and keep the lines in ``data_warnings``;
-this hook copies them into the runner's logger (console and ``<log_dir>/<timestamp>.log``) and checks that
-every classification head of the model has ``num_classes == len(classes)``.
+sizes differing from the images ...) as ``UserWarning`` and keep the lines in ``data_warnings``. When the Runner
+builds a dataset, it logs these warnings itself (terminal and log file, see ``kiln.runner.runner``); this hook
+writes into the run's log file the lines of datasets built elsewhere (a DataLoader given to the Runner already
+built, a ``lazy_init`` dataset), which Python has printed on the terminal already, and checks that every
+classification head of the model has ``num_classes == len(classes)``.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kiln.hooks import Hook
@@ -30,9 +33,10 @@ def _leaves(dataset: Any) -> list[Any]:
 
 @HOOKS.register_module()
 class DataCheckHook(Hook):
-    """At ``before_run`` (after the Runner has built the loops it runs, before any iteration): log every
-    dataset warning into the run's log, and check ``num_classes`` of the model heads (RPN heads excepted)
-    against ``len(dataset.metainfo['classes'])`` of the first built dataset.
+    """At ``before_run`` (after the Runner has built the loops it runs, before any iteration): write every
+    dataset warning (``data_warnings``) that is not in the run's log yet into the log file (file handlers only:
+    Python printed it on the terminal when the dataset was built), and check ``num_classes`` of the model heads
+    (RPN heads excepted) against ``len(dataset.metainfo['classes'])`` of the first built dataset.
 
     Added to ``default_hooks`` by ``configs/_base_/default_runtime.py`` (``data_check=dict(type=
     'DataCheckHook')``); set it to None to disable.
@@ -67,13 +71,15 @@ class DataCheckHook(Hook):
 
     def before_run(self, runner: Any) -> None:
         datasets = self.built_datasets(runner)
+        memo = getattr(runner, '_log_memo', None)  # what the Runner logged while building the data
         for stage, dataset in datasets:
             for leaf in _leaves(dataset):
                 lines = getattr(leaf, 'data_warnings', None)
                 if lines and id(leaf) not in self._logged:
                     self._logged.add(id(leaf))
                     for line in lines:
-                        runner.logger.warning(f'{stage} data: {line}')
+                        if memo is None or not memo.warned(line):
+                            _log_to_files(runner.logger, logging.WARNING, f'{stage} data: {line}')
         classes = next((d.metainfo.get('classes') for _, d in datasets
                         if isinstance(getattr(d, 'metainfo', None), dict) and d.metainfo.get('classes')), None)
         if not classes:
@@ -88,3 +94,13 @@ class DataCheckHook(Hook):
             runner.logger.error(f'the model does not fit the data: {message}')
             raise ValueError(f'the model does not fit the data: {message}')
         runner.logger.warning(f'the model does not fit the data: {message}')
+
+
+def _log_to_files(logger: logging.Logger, level: int, message: str) -> None:
+    """Write ``message`` at ``level`` to the file handlers of ``logger`` only (not to its console stream)."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
