@@ -167,3 +167,94 @@ def test_class_names_differing_only_in_case_are_warned_about(tmp_path):
     assert info['classes'] == ('Platelets', 'RBC', 'WBC', 'rbc') and cfg.model.bbox_head.num_classes == 4
     [line] = info['warnings']
     assert '(4 classes in all)' in line and str(data) in line
+
+
+# ------------------------------------------------------------------ bad data: errors and warnings in the log file
+_SMALL_RUN = ['--epochs', '1', '--img-size', '128', '--model', 'fcos', '--no-progress', '--cfg-options',
+              *(f'{s}_dataloader.{k}' for s in ('train', 'val', 'test')
+                for k in ('num_workers=0', 'persistent_workers=False'))]
+
+
+def _kiln_train_data(data: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, '-m', 'kiln.cli', 'train', '--data', str(data), '--work-dir', str(work), *extra]
+    return subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
+                          timeout=240)
+
+
+def _balloon_copy(tmp_path: Path) -> tuple[Path, dict]:
+    """balloon's COCO layout (images linked); returns the root and the train json to edit and write back."""
+    import json
+    root = tmp_path / 'balloon'
+    (root / 'annotations').mkdir(parents=True)
+    for split in ('train', 'val'):
+        (root / split).symlink_to(BALLOON / split)
+    (root / 'annotations/instances_val.json').write_text((BALLOON / 'annotations/instances_val.json').read_text())
+    return root, json.loads((BALLOON / 'annotations/instances_train.json').read_text())
+
+
+def test_error_before_the_runner_exists_is_in_the_work_dir_log(tmp_path):
+    """`kiln train --data` on a COCO train json whose every box is broken (x2 < x1): the train split fails before
+    the Runner exists; one `kiln train: error:` line (exit 2) and the error in <work_dir>/<timestamp>/<timestamp>.log,
+    with the file and the annotation / image ids."""
+    import json
+    root, train = _balloon_copy(tmp_path)
+    for ann in train['annotations']:
+        x, y, w, h = ann['bbox']
+        ann['bbox'] = [x + w, y, -w, h]
+    (root / 'annotations/instances_train.json').write_text(json.dumps(train))
+    out = _kiln_train_data(root, tmp_path / 'work')
+    assert out.returncode == 2, out.stderr[-3000:]
+    [line] = out.stderr.splitlines()  # nothing else on the terminal, no traceback
+    expected = (f'{root}/annotations/instances_train.json: every one of the {len(train["annotations"])} '
+                'annotation(s) of the selected classes has an unusable box, nothing is left to train on: '
+                f'annotation {train["annotations"][0]["id"]} of image {train["annotations"][0]["image_id"]} '
+                '(x2 <= x1 or y2 <= y1')
+    assert line.startswith(f'kiln train: error: {expected}')
+    [log] = list((tmp_path / 'work').glob('*/*.log'))
+    assert line.endswith(f'(log file: {log})')
+    [error] = [ln for ln in log.read_text().splitlines() if ' - ERROR - ' in ln]
+    assert 'kiln train --data failed before training started: ValueError: ' + expected in error
+
+
+def test_no_layout_error_is_in_the_default_work_dir_log(tmp_path, monkeypatch, capsys):
+    from kiln.cli.main import main
+    (tmp_path / 'my_data').mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(['train', '--data', 'my_data']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'kiln train: error: {tmp_path}/my_data: no dataset layout recognised') and err.count('\n') == 1
+    [log] = list((tmp_path / 'work_dirs/zero_config_my_data').glob('*/*.log'))  # the default work dir of my_data
+    text = log.read_text()
+    assert ' - ERROR - ' in text and 'no dataset layout recognised' in text and '(log file: work_dirs/' in err
+
+
+def test_data_warnings_are_on_the_terminal_and_in_the_log_once(tmp_path):
+    """A VOC box lying outside its image is dropped with a warning (file, object index): shown once on the terminal
+    and written once into the run's log file, although the data is read before the Runner exists (to size the
+    run) and again by the Runner; class names differing only in case likewise."""
+    data = tmp_path / 'voc'
+    for sub in ('Annotations', 'JPEGImages', 'ImageSets/Main'):
+        (data / sub).mkdir(parents=True)
+    ids = [f'BloodImage_0000{i}' for i in range(6)]
+    for i in ids:
+        text = (BCCD / 'Annotations' / f'{i}.xml').read_text()
+        if i == ids[1]:
+            start = text.index('<bndbox>')
+            text = (text[:start] + '<bndbox><xmin>700</xmin><ymin>10</ymin><xmax>720</xmax><ymax>30</ymax>'
+                    + text[text.index('</bndbox>', start):])  # object #0: right of the 640-pixel-wide image
+        if i == ids[2]:
+            text = text.replace('<name>WBC</name>', '<name>wbc</name>')
+        (data / 'Annotations' / f'{i}.xml').write_text(text)
+        (data / 'JPEGImages' / f'{i}.jpg').symlink_to(BCCD / 'JPEGImages' / f'{i}.jpg')
+    (data / 'ImageSets/Main/train.txt').write_text('\n'.join(ids) + '\n')
+    out = _kiln_train_data(data, tmp_path / 'work', *_SMALL_RUN)
+    assert out.returncode == 0, out.stderr[-3000:]
+    [log] = list((tmp_path / 'work').glob('*/*.log'))
+    text = log.read_text()
+    dropped = f'dropped 1 box(es) with zero area after clipping to the image: {ids[1]}.xml object #0 (WBC)'
+    similar = "1 group(s) of class names differ only in case, spaces, '_' or '-'"
+    for message in (dropped, similar):
+        assert out.stderr.count(message) == 1, out.stderr
+        [line] = [ln for ln in text.splitlines() if message in ln]
+        assert ' - WARNING - kiln train --data: ' in line
+    assert "'WBC' / 'wbc'" in text
