@@ -48,6 +48,7 @@ def test_voc0712_config_values():
     assert cfg.model.rpn_head.anchor_generator.strides == [4, 8, 16, 32, 64]
     train = cfg.train_dataloader.dataset
     assert train.type == 'RepeatDataset' and train.times == 3
+    assert cfg.train_dataloader.batch_sampler == dict(type='AspectRatioBatchSampler')  # as MMDetection's file
     concat = train.dataset
     assert concat.type == 'ConcatDataset' and concat.ignore_keys == ['dataset_type']
     assert [d.type for d in concat.datasets] == ['VOCDataset', 'VOCDataset']
@@ -83,6 +84,12 @@ def test_voc0712_train_set_builds_on_a_voc_layout(tmp_path):
     assert type(ds).__name__ == 'RepeatDataset' and type(ds.dataset).__name__ == 'ConcatDataset'
     one_year = len(ds.dataset.datasets[0])
     assert 280 <= one_year <= 292 and len(ds.dataset) == 2 * one_year and len(ds) == 3 * 2 * one_year
+    # the config's AspectRatioBatchSampler reads the sizes through both wrappers and covers the epoch
+    from kiln.dataset import DefaultSampler
+    from kiln.registry import DATA_SAMPLERS
+    batches = list(DATA_SAMPLERS.build(cfg.train_dataloader.batch_sampler, default_args=dict(
+        sampler=DefaultSampler(ds, shuffle=True, seed=0), batch_size=cfg.train_dataloader.batch_size)))
+    assert sorted(int(i) for b in batches for i in b) == list(range(len(ds)))
     sample = ds[len(ds) - 1]  # the last VOC2012 image of the third repetition
     assert '/VOC2012/JPEGImages/' in sample['data_samples'].img_path
     assert max(sample['inputs'].shape[1:]) <= 1000 and min(sample['inputs'].shape[1:]) <= 600
@@ -93,6 +100,9 @@ def test_coco_instance_dataset_config():
     assert cfg.train_dataloader.dataset.pipeline[1] == dict(type='LoadAnnotations', with_bbox=True, with_mask=True)
     assert cfg.val_evaluator.metric == ['bbox', 'segm']
     assert cfg.val_evaluator.ann_file == 'data/coco/annotations/instances_val2017.json'
+    assert cfg.train_dataloader.batch_sampler == dict(type='AspectRatioBatchSampler')  # as MMDetection's file
+    # metainfo=None: switching a config to this base drops the classes of the previous dataset base
+    assert cfg.train_dataloader.dataset.metainfo is None and cfg.val_dataloader.dataset.metainfo is None
 
 
 def test_faster_rcnn_bccd_recipe_builds_and_trains_one_step():

@@ -65,6 +65,7 @@ test_dataloader = dict(
         backend_args=backend_args))
 
 # COCO-style mAP on VOC-format data: without `ann_file`, CocoMetric builds the ground truth from the
-# samples' original annotations.
-val_evaluator = dict(type='CocoMetric', metric='bbox', classwise=True)
+# samples' original annotations. `ann_file=None` is explicit so that a COCO base listed earlier in `_base_`
+# leaves no json of another dataset behind (it would be the ground truth of the evaluation).
+val_evaluator = dict(type='CocoMetric', ann_file=None, metric='bbox', classwise=True)
 test_evaluator = val_evaluator

@@ -1,7 +1,6 @@
 # Pascal VOC 2007 + 2012 detection (MMDetection 3.3.0's `_base_/datasets/voc0712.py` layout): train on the union of
 # VOC2007 trainval and VOC2012 trainval (a ConcatDataset, repeated 3 times per epoch by a RepeatDataset), test on
 # VOC2007 test. Expects `data/VOCdevkit/VOC2007/...` and `data/VOCdevkit/VOC2012/...`.
-# Difference from MMDetection's file: no `batch_sampler=dict(type='AspectRatioBatchSampler')` (kiln has none yet).
 dataset_type = 'VOCDataset'
 data_root = 'data/VOCdevkit/'
 backend_args = None
@@ -25,6 +24,7 @@ train_dataloader = dict(
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
+    batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
         type='RepeatDataset',
         times=3,

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 COCO128 = REPO.parent / 'shared' / 'data' / 'coco128'
 FCOS_BCCD = REPO / 'configs/fcos/fcos_r18-slim_fpn_bccd.py'
 COCO_BASE = REPO / 'configs/_base_/datasets/coco_detection.py'
+COCO_INSTANCE_BASE = REPO / 'configs/_base_/datasets/coco_instance.py'
 VOC_ONLY = {'sub_data_root', 'img_subdir', 'ann_subdir'}
 
 
@@ -68,3 +69,34 @@ def test_coco_detection_base_is_mmdetection_layout():
     assert cfg.train_dataloader.batch_sampler == dict(type='AspectRatioBatchSampler')
     assert cfg.test_dataloader == cfg.val_dataloader and cfg.val_evaluator.metric == 'bbox'
     assert not any(step.get('with_mask') for step in cfg.train_pipeline)
+
+
+def test_bccd_config_switched_to_coco_instance_drops_the_bccd_classes(tmp_path):
+    child = tmp_path / 'fcos_coco_instance.py'
+    child.write_text(f"_base_ = [{str(FCOS_BCCD)!r}, {str(COCO_INSTANCE_BASE)!r}]\n")
+    cfg = Config.fromfile(str(child))
+    allowed = _coco_keys()
+    for stage in ('train', 'val', 'test'):
+        ds = cfg[f'{stage}_dataloader']['dataset']
+        assert ds['type'] == 'CocoDataset' and set(ds) <= allowed, set(ds) - allowed
+        assert not VOC_ONLY & set(ds['data_prefix']) and ds['metainfo'] is None
+        assert any(t.get('with_mask') for t in ds['pipeline'] if t['type'] == 'LoadAnnotations')
+    assert cfg.train_dataloader.batch_sampler == dict(type='AspectRatioBatchSampler')
+    assert list(cfg.val_evaluator['metric']) == ['bbox', 'segm'] and 'eval_mode' not in cfg.val_evaluator
+
+
+def test_coco_config_switched_to_the_bccd_base_evaluates_on_bccd(tmp_path, monkeypatch):
+    """The other direction: a COCO-layout config re-pointed at BCCD by listing the BCCD base later keeps no
+    COCO json as the evaluator's ground truth (it would evaluate against another dataset)."""
+    bccd_base = REPO / 'configs/_base_/datasets/bccd_detection.py'
+    child = tmp_path / 'coco_to_bccd.py'
+    child.write_text(f"_base_ = [{str(COCO_BASE)!r}, {str(bccd_base)!r}]\n")
+    cfg = Config.fromfile(str(child))
+    for key in ('val_evaluator', 'test_evaluator'):
+        assert cfg[key]['type'] == 'CocoMetric' and cfg[key]['ann_file'] is None
+    assert cfg.val_dataloader.dataset.type == 'VOCDataset'
+    assert tuple(cfg.val_dataloader.dataset.metainfo['classes']) == ('RBC', 'WBC', 'Platelets')
+    monkeypatch.chdir(REPO)
+    init_default_scope('kiln.det')
+    val = DATASETS.build(dict(cfg.val_dataloader.dataset, pipeline=[]))
+    assert len(val) == 87 and Path(val.get_data_info(0)['img_path']).is_file()
