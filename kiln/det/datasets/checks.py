@@ -351,7 +351,7 @@ def check_yolo(data_yaml: str, split: str = 'train', classes: Sequence[str] | No
     range, empty label files (info: a background image), degenerate boxes or boxes outside the image
     (normalised coordinates outside 0..1), truncated images.
     """
-    from .yolo import IMG_EXTENSIONS, label_path_for, read_data_yaml
+    from .yolo import IMG_EXTENSIONS, label_path_for, read_data_yaml, split_entry_path
     rep = CheckReport(sources=[f'{data_yaml}:{split}'])
     try:
         data = read_data_yaml(data_yaml)
@@ -371,7 +371,7 @@ def check_yolo(data_yaml: str, split: str = 'train', classes: Sequence[str] | No
     paths: list[str] = []
     import os
     for entry in entries if isinstance(entries, list) else [entries]:
-        entry = entry if osp.isabs(str(entry)) else osp.join(data['root'], str(entry))
+        entry = split_entry_path(data, entry)
         if osp.isdir(entry):
             paths += sorted(osp.join(entry, f) for f in os.listdir(entry) if f.lower().endswith(IMG_EXTENSIONS))
         elif str(entry).endswith('.txt') and osp.isfile(entry):

@@ -156,7 +156,7 @@ def yolo2coco(src: str, dst: str, splits: Sequence[str] | None = None, link_imag
     Raises:
         FileNotFoundError / ValueError: no yaml, or a malformed label file (``file:line`` named).
     """
-    from .yolo import YOLODataset, read_data_yaml
+    from .yolo import YOLODataset, read_data_yaml, split_entry_path
     yaml_file = src if osp.isfile(src) else osp.join(src, 'data.yaml')
     data = read_data_yaml(yaml_file)
     names = data['names']
@@ -166,7 +166,7 @@ def yolo2coco(src: str, dst: str, splits: Sequence[str] | None = None, link_imag
         entry = entry[0] if isinstance(entry, list) and len(entry) == 1 else entry
         image_root = data['root']
         if isinstance(entry, str):
-            folder = entry if osp.isabs(entry) else osp.join(data['root'], entry)
+            folder = split_entry_path(data, entry)
             if osp.isdir(folder):
                 image_root = folder
         ds = YOLODataset(ann_file=yaml_file, split=split, metainfo=dict(classes=tuple(names)),

@@ -3,8 +3,11 @@
 Layout (https://docs.ultralytics.com/datasets/detect/): a ``data.yaml`` with ``path`` (dataset root; relative
 paths are relative to the yaml's folder), ``train`` / ``val`` / ``test`` (each a folder of images, a ``.txt``
 file listing image paths, or a list of those; relative to ``path``) and ``names`` (a list, or a dict
-``{id: name}``). The labels of ``<root>/images/<split>/<stem>.jpg`` are in ``<root>/labels/<split>/<stem>.txt``
-(the last ``images`` folder of the path replaced by ``labels``), one object per line:
+``{id: name}``). Roboflow's exports write ``train: ../train/images`` beside a yaml without ``path``: as in
+Ultralytics, a relative entry starting with ``../`` that does not exist is looked up without that prefix
+(:func:`split_entry_path`). The labels of ``<root>/images/<split>/<stem>.jpg`` are in
+``<root>/labels/<split>/<stem>.txt`` (the last ``images`` folder of the path replaced by ``labels``), one object
+per line:
 
 * ``class cx cy w h``: a box, centre and size normalised by the image width / height;
 * ``class x1 y1 x2 y2 ... xn yn`` (n >= 3): a segment polygon, normalised; its box is the polygon's extent.
@@ -67,6 +70,24 @@ def read_data_yaml(path: str, backend_args: dict | None = None) -> dict:
     root = data.get('path') or '.'
     root = root if osp.isabs(str(root)) else osp.normpath(osp.join(base, str(root)))
     return dict(root=root, names=names, train=data.get('train'), val=data.get('val'), test=data.get('test'))
+
+
+def split_entry_path(data: dict, entry: str) -> str:
+    """The path of one ``train`` / ``val`` / ``test`` entry of a data.yaml read by :func:`read_data_yaml`.
+
+    Absolute entries are kept; relative ones are joined to ``data['root']``. When that does not exist and the
+    entry starts with ``../`` (Roboflow's exports: ``train: ../train/images`` for a ``train/`` folder beside
+    the yaml), the entry without its ``../`` is used if it exists (Ultralytics' ``check_det_dataset`` rule).
+    """
+    entry = str(entry)
+    if osp.isabs(entry) or '://' in entry:
+        return entry
+    path = osp.normpath(osp.join(data['root'], entry))
+    if not osp.exists(path) and entry.startswith('../'):
+        stripped = osp.normpath(osp.join(data['root'], entry[3:]))
+        if osp.exists(stripped):
+            return stripped
+    return path
 
 
 def label_path_for(img_path: str) -> str:
@@ -195,7 +216,7 @@ class YOLODataset(BaseDetDataset):
             raise ValueError(f'{self.ann_file}: no {self.split!r} split (keys train/val/test)')
         paths: list[str] = []
         for entry in entries if isinstance(entries, list) else [entries]:
-            entry = entry if osp.isabs(str(entry)) else osp.join(data['root'], str(entry))
+            entry = split_entry_path(data, entry)
             if osp.isdir(entry):
                 paths += sorted(osp.join(entry, f) for f in os.listdir(entry)
                                 if f.lower().endswith(IMG_EXTENSIONS))

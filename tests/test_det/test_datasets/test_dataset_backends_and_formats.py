@@ -103,3 +103,45 @@ def test_yolo_layout_config_feeds_a_training_step(tmp_path):
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def _roboflow_copy(tmp_path: Path) -> Path:
+    """Six coco128 images in Roboflow's YOLO export layout: train/ and valid/ beside a data.yaml whose entries are
+    ``../train/images`` (no ``path``), ``nc`` and a ``names`` list."""
+    import yaml
+    root = tmp_path / 'roboflow'
+    stems = sorted(p.stem for p in (COCO128 / 'labels/train2017').glob('*.txt'))[:6]
+    for k, stem in enumerate(stems):
+        split = 'train' if k < 4 else 'valid'
+        for sub, ext, src in (('images', 'jpg', 'images'), ('labels', 'txt', 'labels')):
+            (root / split / sub).mkdir(parents=True, exist_ok=True)
+            (root / split / sub / f'{stem}.{ext}').symlink_to(COCO128 / src / 'train2017' / f'{stem}.{ext}')
+    names = yaml.safe_load((COCO128 / 'data.yaml').read_text())['names']
+    (root / 'data.yaml').write_text(yaml.safe_dump(dict(train='../train/images', val='../valid/images', nc=80,
+                                                        names=[names[i] for i in range(80)])))
+    return root
+
+
+def test_roboflow_yolo_export_with_dotdot_entries_reads_like_ultralytics(tmp_path):
+    from kiln.det.datasets import YOLODataset
+    from kiln.det.datasets.checks import check_yolo
+    from kiln.det.datasets.converters import yolo2coco
+    from kiln.det.datasets.layout import detect_layout
+    root = _roboflow_copy(tmp_path)
+    train = YOLODataset(ann_file=str(root / 'data.yaml'), split='train', test_mode=True)
+    val = YOLODataset(ann_file=str(root / 'data.yaml'), split='val', test_mode=True)
+    assert (len(train), len(val)) == (4, 2)
+    assert train.get_data_info(0)['img_path'] == str(root / 'train/images' / Path(train.get_data_info(0)['img_path']).name)
+    ref = YOLODataset(data_root=str(COCO128), ann_file='data.yaml', split='train', test_mode=True)
+    ref_by_name = {Path(ref.get_data_info(i)['img_path']).name: ref.get_data_info(i) for i in range(len(ref))}
+    for ds in (train, val):
+        for i in range(len(ds)):
+            rec = ds.get_data_info(i)
+            expect = ref_by_name[Path(rec['img_path']).name]
+            assert [x['bbox_label'] for x in rec['instances']] == [x['bbox_label'] for x in expect['instances']]
+            np.testing.assert_allclose([x['bbox'] for x in rec['instances']], [x['bbox'] for x in expect['instances']])
+    assert not check_yolo(str(root / 'data.yaml'), 'train').errors
+    layout = detect_layout(str(root))
+    assert layout['format'] == 'yolo' and set(layout['splits']) == {'train', 'val'}
+    summary = yolo2coco(str(root), str(tmp_path / 'coco'))
+    assert summary['splits']['train']['images'] == 4
