@@ -249,3 +249,26 @@ def test_cached_transforms_carry_masks_with_their_boxes(transform):
     # every mask lies within its box, and most boxes are tight around their mask (resize rounding aside)
     assert np.all(ext[nonempty, :2] >= b[nonempty, :2] - 3) and np.all(ext[nonempty, 2:] <= b[nonempty, 2:] + 3)
     assert (np.abs(ext[nonempty] - b[nonempty]).max(1) <= 3).mean() > 0.8
+
+
+@pytest.mark.parametrize('transform', ['YOLOXHSVRandomAug', 'CutOut', 'PhotoMetricDistortion'])
+def test_pixel_only_transforms_leave_boxes_and_masks_of_a_balloon_image_untouched(transform):
+    from kiln.registry import TRANSFORMS
+    cfg = dict(type=transform)
+    if transform == 'CutOut':
+        cfg.update(n_holes=(3, 5), cutout_ratio=[(0.1, 0.1), (0.2, 0.15)])
+    t = TRANSFORMS.build(cfg)
+    for poly2mask in (True, False):
+        src = balloon_sample(7, poly2mask=poly2mask)
+        changed = 0
+        for seed in range(3):
+            seeded(seed)
+            out = t(copy.deepcopy(src))
+            assert out['img'].shape == src['img'].shape
+            np.testing.assert_array_equal(out['gt_bboxes'], src['gt_bboxes'])
+            np.testing.assert_array_equal(out['gt_bboxes_labels'], src['gt_bboxes_labels'])
+            np.testing.assert_array_equal(out['gt_ignore_flags'], src['gt_ignore_flags'])
+            assert type(out['gt_masks']) is type(src['gt_masks'])
+            np.testing.assert_array_equal(out['gt_masks'].to_ndarray(), src['gt_masks'].to_ndarray())
+            changed += np.abs(out['img'].astype(np.float32) - src['img']).mean() > 0.5
+        assert changed >= 2
