@@ -37,6 +37,9 @@ _CPU_BASES = {
 }
 _GPU_MODEL_BASE = {'fcos': 'fcos_r50_fpn', 'retinanet': 'retinanet_r50_fpn', 'faster-rcnn': 'faster-rcnn_r50_fpn',
                    'mask-rcnn': 'mask-rcnn_r50_fpn'}
+# fcos_r50_fpn.py (like MMDetection's FCOS configs) names no backbone weights, unlike the other three R50 bases:
+# the CUDA recipe starts its (frozen-stem, frozen-BN) ResNet-50 from the torchvision ImageNet weights as they do.
+_GPU_FCOS_BACKBONE = dict(init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))
 _SLIM_RETINANET = dict(
     backbone=dict(depth=18, base_channels=32, out_indices=(1, 2, 3), frozen_stages=-1, norm_eval=False,
                   init_cfg=None),
@@ -277,7 +280,8 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
                   else [max(1, round(epochs * 7 / 8))])
     lr = (0.02 if model in ('faster-rcnn', 'mask-rcnn') else 0.01)
     overrides: dict[str, Any] = dict(
-        model=dict(_SLIM_RETINANET) if (model == 'retinanet' and not gpu) else {},
+        model=(dict(_SLIM_RETINANET) if (model == 'retinanet' and not gpu) else
+               dict(backbone=dict(_GPU_FCOS_BACKBONE)) if (model == 'fcos' and gpu) else {}),
         train_dataloader=loader(train_ds, True),
         val_dataloader=loader(val_ds, False),
         test_dataloader=loader(eval_ds, False),
