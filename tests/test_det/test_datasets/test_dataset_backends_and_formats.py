@@ -145,3 +145,49 @@ def test_roboflow_yolo_export_with_dotdot_entries_reads_like_ultralytics(tmp_pat
     assert layout['format'] == 'yolo' and set(layout['splits']) == {'train', 'val'}
     summary = yolo2coco(str(root), str(tmp_path / 'coco'))
     assert summary['splits']['train']['images'] == 4
+
+
+def test_real_yolo_segment_labels_give_the_masks_of_the_coco_seg_json(tmp_path):
+    """coco128's ``labels_seg/`` (Ultralytics YOLO-seg polygons, class = COCO id) read by YOLODataset give the
+    boxes and polygon masks of ``instances_seg_train2017.json`` (converted from the same files, rounded to
+    pixels), also after LoadAnnotations(with_mask=True) rasterises them."""
+    import yaml
+
+    from kiln.det.datasets import YOLODataset
+    from kiln.det.datasets.transforms import LoadAnnotations
+    data = json.loads((COCO128 / 'annotations/instances_seg_train2017.json').read_text())
+    cat_name = {c['id']: c['name'] for c in data['categories']}
+    names = {i: cat_name.get(i, f'unused_{i}') for i in range(max(cat_name) + 1)}
+    stems = sorted(p.stem for p in (COCO128 / 'labels_seg/train2017').glob('*.txt'))[:6]
+    root = tmp_path / 'seg'
+    for sub in ('images/train', 'labels/train'):
+        (root / sub).mkdir(parents=True)
+    for stem in stems:
+        (root / 'images/train' / f'{stem}.jpg').symlink_to(COCO128 / 'images/train2017' / f'{stem}.jpg')
+        (root / 'labels/train' / f'{stem}.txt').symlink_to(COCO128 / 'labels_seg/train2017' / f'{stem}.txt')
+    (root / 'data.yaml').write_text(yaml.safe_dump(dict(path='.', train='images/train', val='images/train',
+                                                        names=names)))
+    classes = tuple(cat_name[c] for c in sorted(cat_name))
+    yolo = YOLODataset(ann_file=str(root / 'data.yaml'), split='train', metainfo=dict(classes=classes),
+                       test_mode=True)
+    coco = CocoDataset(data_root=str(COCO128), ann_file='annotations/instances_seg_train2017.json',
+                       data_prefix=dict(img='images/train2017/'), metainfo=dict(classes=classes), test_mode=True)
+    by_name = {Path(coco.get_data_info(i)['img_path']).name: coco.get_data_info(i) for i in range(len(coco))}
+    load = LoadAnnotations(with_mask=True)
+    checked = 0
+    for i in range(len(yolo)):
+        a = yolo.get_data_info(i)
+        b = by_name[Path(a['img_path']).name]
+        assert len(a['instances']) == len(b['instances']) > 0
+        for x, y in zip(a['instances'], b['instances']):  # same order: the json was written line by line
+            assert x['bbox_label'] == y['bbox_label']
+            np.testing.assert_allclose(x['bbox'], y['bbox'], atol=1.0)
+            assert len(x['mask']) == 1 and len(x['mask'][0]) == len(y['mask'][0])
+            np.testing.assert_allclose(x['mask'][0], y['mask'][0], atol=1.0)
+        ma = load(dict(a, ori_shape=(a['height'], a['width'])))['gt_masks'].to_ndarray().astype(bool)
+        mb = load(dict(b, ori_shape=(b['height'], b['width'])))['gt_masks'].to_ndarray().astype(bool)
+        inter, union = (ma & mb).sum((1, 2)), (ma | mb).sum((1, 2))
+        big = union > 400
+        assert (inter[big] / union[big]).min() > 0.9
+        checked += int(big.sum())
+    assert checked >= 10
