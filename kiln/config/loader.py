@@ -336,8 +336,10 @@ class _Loader:
                         f'{display}: base config {base!r} not found (looked for {base_path})')
             # like MMEngine, a base's values are fresh containers: nothing in them is shared with
             # another key, so changing one through ``_base_`` changes only that one
+            # between bases (MMEngine refuses a key defined twice; the later file wins) a dict of
+            # another ``type`` replaces the earlier one instead of merging into it
             merge_into(rebuild(self.load(base_path, stack)), merged, where=base_path,
-                       copy_merged=True)
+                       copy_merged=True, replace_other_type=True)
         return merged
 
     def _load_python(self, text: str, path: str, display: str,

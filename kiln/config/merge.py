@@ -11,7 +11,7 @@ DELETE_KEY = '_delete_'
 
 
 def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = '',
-               copy_merged: bool = False) -> dict:
+               copy_merged: bool = False, replace_other_type: bool = False) -> dict:
     """Merge ``child`` into ``base`` in place and return ``base``.
 
     Rules (MMEngine's): a dict in ``child`` merges recursively into the dict under the same key in
@@ -27,6 +27,12 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
         copy_merged: merge into a shallow copy of each nested dict of ``base`` (stored back under
             its key) instead of the dict itself, so that other references to it do not change
             (MMEngine's ``_merge_a_into_b``, used for inheritance).
+        replace_other_type: a dict of ``child`` whose ``type`` differs from the ``type`` of the dict it
+            meets in ``base`` replaces that dict instead of merging into it (as with ``_delete_=True``).
+            Used between the files of one ``_base_`` list, where MMEngine refuses a key defined twice
+            and kiln lets the later file win: listing ``voc0712.py`` after a COCO base then gives
+            VOC's ``RepeatDataset`` without CocoDataset's ``ann_file`` / ``data_prefix`` left on it.
+            A child file overriding its bases keeps MMEngine's rule (merge whatever the type).
 
     Raises:
         TypeError: a dict in ``child`` meets a non-dict, non-None value in ``base`` without
@@ -36,12 +42,16 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
         key_path = f'{path}.{key}' if path else str(key)
         if isinstance(value, dict) and key in base and not value.pop(DELETE_KEY, False):
             current = dict.__getitem__(base, key)
+            if replace_other_type and isinstance(current, dict) and _other_type(value, current):
+                base[key] = value
+                continue
             if isinstance(current, dict):
                 if copy_merged:
                     current = current.copy() if isinstance(current, ConfigDict) \
                         else ConfigDict(current)
                     dict.__setitem__(base, key, current)
-                merge_into(value, current, where=where, path=key_path, copy_merged=copy_merged)
+                merge_into(value, current, where=where, path=key_path, copy_merged=copy_merged,
+                           replace_other_type=replace_other_type)
                 continue
             if current is not None:
                 raise TypeError(
@@ -50,6 +60,11 @@ def merge_into(child: dict, base: dict, *, where: str = 'config', path: str = ''
                     'to replace the inherited value')
         base[key] = value
     return base
+
+
+def _other_type(value: dict, current: dict) -> bool:
+    """Both dicts name a ``type`` and the names differ."""
+    return 'type' in value and 'type' in current and value['type'] != dict.__getitem__(current, 'type')
 
 
 def rebuild(value: Any) -> Any:

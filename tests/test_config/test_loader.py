@@ -117,6 +117,25 @@ def test_later_base_overrides_earlier_and_merges_dicts(tmp_path):
     assert cfg.to_dict() == dict(opt=dict(lr=3, wd=2), x=2)
 
 
+def test_later_base_dict_of_another_type_replaces_the_earlier_one(tmp_path):
+    # between the files of one _base_ list a dict naming another `type` replaces the earlier dict (nothing of the
+    # other type's keys stays on it); the same type still merges key by key
+    write(tmp_path, 'coco.py', "data = dict(dataset=dict(type='CocoDataset', ann_file='a.json', data_prefix=dict("
+                               "img='x/'), pipeline=[1]), batch_size=2)\nmetric = dict(type='CocoMetric', "
+                               "ann_file='a.json')\n")
+    write(tmp_path, 'voc.py', "data = dict(dataset=dict(type='RepeatDataset', times=3, dataset=dict("
+                              "type='VOCDataset')))\nmetric = dict(type='VOCMetric', eval_mode='11points')\n")
+    cfg = Config.fromfile(write(tmp_path, 'c.py', "_base_ = ['coco.py', 'voc.py']\n"))
+    assert cfg.to_dict() == dict(data=dict(dataset=dict(type='RepeatDataset', times=3, dataset=dict(
+        type='VOCDataset')), batch_size=2), metric=dict(type='VOCMetric', eval_mode='11points'))
+    cfg = Config.fromfile(write(tmp_path, 'd.py', "_base_ = ['voc.py', 'coco.py']\n"))
+    assert cfg.data.dataset == dict(type='CocoDataset', ann_file='a.json', data_prefix=dict(img='x/'), pipeline=[1])
+    assert cfg.metric == dict(type='CocoMetric', ann_file='a.json')
+    # a child file over its bases keeps MMEngine's rule: merge whatever the type (_delete_=True to replace)
+    cfg = Config.fromfile(write(tmp_path, 'e.py', "_base_ = 'coco.py'\nmetric = dict(type='VOCMetric')\n"))
+    assert cfg.metric == dict(type='VOCMetric', ann_file='a.json')
+
+
 def test_mixed_formats_inherit(tmp_path):
     write(tmp_path, 'base.yaml', 'model:\n  type: ResNet\n  depth: 50\nlr: 0.1\n')
     write(tmp_path, 'mid.json', '{"_base_": "base.yaml", "model": {"depth": 101}}')

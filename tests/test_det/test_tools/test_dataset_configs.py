@@ -100,3 +100,26 @@ def test_coco_config_switched_to_the_bccd_base_evaluates_on_bccd(tmp_path, monke
     init_default_scope('kiln.det')
     val = DATASETS.build(dict(cfg.val_dataloader.dataset, pipeline=[]))
     assert len(val) == 87 and Path(val.get_data_info(0)['img_path']).is_file()
+
+
+def test_coco_and_voc0712_bases_switch_both_ways_without_leftovers(tmp_path):
+    """Listing voc0712.py after a COCO base (or the reverse) gives exactly the later base's dataloaders and
+    evaluators: between the files of one ``_base_`` list a dict of another ``type`` (RepeatDataset vs
+    CocoDataset, VOCMetric vs CocoMetric) replaces the earlier dict instead of collecting its keys."""
+    from kiln.registry import METRICS
+    voc_base = REPO / 'configs/_base_/datasets/voc0712.py'
+    keys = ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator', 'test_evaluator')
+    init_default_scope('kiln.det')
+    for first, second in ((COCO_BASE, voc_base), (voc_base, COCO_BASE)):
+        child = tmp_path / f'{first.stem}_then_{second.stem}.py'
+        child.write_text(f"_base_ = [{str(first)!r}, {str(second)!r}]\n")
+        merged, alone = Config.fromfile(str(child)), Config.fromfile(str(second))
+        for key in keys:
+            assert merged[key].to_dict() == alone[key].to_dict(), (first.stem, second.stem, key)
+        metric = METRICS.build(dict(merged.val_evaluator, ann_file=None) if 'ann_file' in merged.val_evaluator
+                               else merged.val_evaluator)
+        assert type(metric).__name__ == merged.val_evaluator['type']
+    merged = Config.fromfile(str(tmp_path / 'coco_detection_then_voc0712.py'))
+    assert merged.train_dataloader.dataset.type == 'RepeatDataset'
+    assert set(merged.train_dataloader.dataset) == {'type', 'times', 'dataset'}  # no ann_file / data_prefix.img
+    assert 'ann_file' not in merged.val_evaluator and merged.val_evaluator.eval_mode == '11points'
