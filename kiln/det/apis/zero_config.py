@@ -275,7 +275,9 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
         return ev
 
     eval_ds = splits['test'] if eval_split == 'test' else val_ds
-    warmup = min(500 if gpu else 100, max(1, total_iters // 5))
+    # LinearLR reaches the full lr at step end - 1 (MMEngine's rule): end=1 would keep the lr at start_factor for
+    # the whole run, so the warm-up of a tiny run (fewer than 10 iterations) spans 2 iterations
+    warmup = min(500 if gpu else 100, max(2, total_iters // 5))
     milestones = ([max(1, round(epochs * 8 / 12)), max(1, round(epochs * 11 / 12))] if gpu
                   else [max(1, round(epochs * 7 / 8))])
     lr = (0.02 if model in ('faster-rcnn', 'mask-rcnn') else 0.01)
@@ -356,12 +358,14 @@ def train_on_folder(data: str, model: str | None = None, epochs: int | None = No
        ``round(320 / iterations per epoch)`` clamped to 2-50 (about 320 iterations, the slim recipes' budget of
        5-10 minutes: BCCD 205 images -> 6 epochs, balloon 61 -> 20); on CUDA at least 12 epochs and at least 3000
        iterations (at most 100 epochs). SGD (lr 0.01 for FCOS/RetinaNet, 0.02 for the R-CNNs), linear warm-up
-       over a fifth of the run (at most 100 iterations on CPU, 500 on CUDA), x0.1 at 7/8 of the epochs (CPU) or at
-       8/12 and 11/12 (CUDA), gradient clipping at norm 35; validation once, at the end.
+       over a fifth of the run (at least 2 iterations, so that the full lr is reached; at most 100 on CPU, 500 on
+       CUDA), x0.1 at 7/8 of the epochs (CPU) or at 8/12 and 11/12 (CUDA), gradient clipping at norm 35;
+       validation once, at the end.
     6. **Config**: the generated source inherits from the recipe (``_base_``) and is kept as
        ``<work_dir>/zero_config_source.py``; the resolved config is written as ``<work_dir>/config.py``, so
-       ``kiln train <work_dir>/config.py`` repeats the run and ``kiln test <work_dir>/config.py CKPT`` evaluates
-       a checkpoint on the evaluation split.
+       ``kiln train <work_dir>/config.py`` repeats the run (paths absolute, held-out split as ``indices``, seed 0:
+       on CPU with the same thread count, bit-identical weights, losses and metrics, from any directory) and
+       ``kiln test <work_dir>/config.py CKPT`` evaluates a checkpoint on the evaluation split.
     7. **Train and evaluate**: trains, evaluates with ``CocoMetric(classwise=True)`` (box AP; also mask AP for
        Mask R-CNN) and logs the per-class AP table.
 

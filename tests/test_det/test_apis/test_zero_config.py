@@ -2,6 +2,7 @@
 for the shared BCCD (VOC), coco128 (YOLO) and balloon (COCO) folders, and one tiny end-to-end CLI run."""
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -40,6 +41,7 @@ def test_bccd_voc_layout_config(tmp_path):
     assert 'ann_file' not in cfg.test_evaluator  # VOC: ground truth from the samples
     assert cfg.train_cfg.max_epochs == 6 and cfg.train_cfg.val_interval == 6
     assert cfg.param_scheduler[1].milestones == [5]
+    assert cfg.param_scheduler[0].end == 62  # warm-up: a fifth of 6 x 52 iterations
     assert {'type': 'Resize', 'scale': (512, 384), 'keep_ratio': True} in cfg.train_dataloader.dataset.pipeline
     assert 'tta_pipeline' not in cfg
     # inheritance: the source names the recipe; the written config is the resolved one and reloads identically
@@ -175,10 +177,14 @@ _SMALL_RUN = ['--epochs', '1', '--img-size', '128', '--model', 'fcos', '--no-pro
                 for k in ('num_workers=0', 'persistent_workers=False'))]
 
 
+def _kiln(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``kiln ARGS`` (``python -m kiln.cli``) in a subprocess on 1 thread, run from ``cwd``."""
+    return subprocess.run([sys.executable, '-m', 'kiln.cli', *args], cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'),
+                          capture_output=True, text=True, timeout=240)
+
+
 def _kiln_train_data(data: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, '-m', 'kiln.cli', 'train', '--data', str(data), '--work-dir', str(work), *extra]
-    return subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True,
-                          timeout=240)
+    return _kiln('train', '--data', str(data), '--work-dir', str(work), *extra)
 
 
 def _balloon_copy(tmp_path: Path) -> tuple[Path, dict]:
@@ -258,3 +264,71 @@ def test_data_warnings_are_on_the_terminal_and_in_the_log_once(tmp_path):
         [line] = [ln for ln in text.splitlines() if message in ln]
         assert ' - WARNING - kiln train --data: ' in line
     assert "'WBC' / 'wbc'" in text
+
+
+# ------------------------------------------------------------------ the written config reproduces the run
+def _bccd_copy(root: Path, train: int, test: int) -> list[str]:
+    """A VOC copy of the first ``train + test`` images of BCCD's train list (xml and jpg copied), with
+    ``ImageSets/Main/train.txt`` and ``test.txt`` and no val list (zero-config holds a seeded part of train out)."""
+    import shutil
+    ids = (BCCD / 'ImageSets/Main/train.txt').read_text().split()[:train + test]
+    for sub in ('Annotations', 'JPEGImages', 'ImageSets/Main'):
+        (root / sub).mkdir(parents=True)
+    for i in ids:
+        shutil.copy(BCCD / 'Annotations' / f'{i}.xml', root / 'Annotations')
+        shutil.copy(BCCD / 'JPEGImages' / f'{i}.jpg', root / 'JPEGImages')
+    (root / 'ImageSets/Main/train.txt').write_text('\n'.join(ids[:train]) + '\n')
+    (root / 'ImageSets/Main/test.txt').write_text('\n'.join(ids[train:]) + '\n')
+    return ids
+
+
+def _scalars(work: Path) -> list[dict]:
+    """The lines of ``<work>/<timestamp>/vis_data/scalars.json`` without the timings (``time``, ``data_time``)."""
+    import json
+    [path] = list(work.glob('*/vis_data/scalars.json'))
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{k: v for k, v in d.items() if k not in ('time', 'data_time')} for d in lines]
+
+
+def test_written_config_reproduces_the_run(tmp_path):
+    """Issue #11: `kiln train <work_dir>/config.py` repeats a `kiln train --data` run. Run A: `kiln train --data`
+    on a 12-image VOC copy of BCCD (relative paths, started from the folder holding the data; 10 train ids, 2 of
+    which are held out as val, 2 test ids; 128 px, 1 epoch of 4 iterations, the default 2 dataloader workers;
+    the run-summary and analysis hooks off to save time). Run B: `kiln train A/config.py --work-dir B` from another
+    directory. Both on 1 thread (the guarantee holds for the same thread count: a different one changes the float
+    rounding of the first iteration's losses at ~1e-7). Same weights (bit for bit), same losses, lr and grad norm
+    at every iteration, same val metrics and val losses."""
+    import torch
+    _bccd_copy(tmp_path / 'data', train=10, test=2)
+    a = _kiln('train', '--data', 'data', '--work-dir', 'A', '--epochs', '1', '--img-size', '128', '--no-progress',
+              '--cfg-options', 'default_hooks.logger.interval=1', 'default_hooks.run_summary=None',
+              'default_hooks.analysis=None', cwd=tmp_path)
+    assert a.returncode == 0, a.stderr[-3000:]
+    config = tmp_path / 'A' / 'config.py'
+    b = _kiln('train', str(config), '--work-dir', str(tmp_path / 'B'), '--no-progress', cwd=REPO)
+    assert b.returncode == 0, b.stderr[-3000:]
+
+    ckpt_a = torch.load(tmp_path / 'A' / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    ckpt_b = torch.load(tmp_path / 'B' / 'epoch_1.pth', map_location='cpu', weights_only=True)
+    weights_a, weights_b = ckpt_a['state_dict'], ckpt_b['state_dict']
+    assert list(weights_a) == list(weights_b) and len(weights_a) > 100
+    assert [k for k in weights_a if not torch.equal(weights_a[k], weights_b[k])] == []
+    assert ckpt_a['meta']['iter'] == ckpt_b['meta']['iter'] == 4 and ckpt_a['meta']['seed'] == ckpt_b['meta']['seed']
+
+    # A logs 4 train lines, the val line and (test split) the final test line; B the same without the test
+    lines_a, lines_b = _scalars(tmp_path / 'A'), _scalars(tmp_path / 'B')
+    assert len(lines_b) == 5 and len(lines_a) == 6
+    assert lines_a[:5] == lines_b
+    train = lines_b[:4]
+    assert [d['iter'] for d in train] == [1, 2, 3, 4] and all(math.isfinite(d['loss']) for d in train)
+    # the warm-up of the 4-iteration run is 2 iterations: the full lr (0.01) from the second one on
+    assert [d['lr'] for d in train] == pytest.approx([1e-4, 0.01, 0.01, 0.01])
+    val = lines_b[4]
+    assert 'coco/bbox_mAP' in val and math.isfinite(val['val/loss']) and val['val/loss'] > 0
+    assert 'coco/bbox_mAP' in lines_a[5] and 'val/loss' not in lines_a[5]  # A's test evaluation
+
+    cfg = Config.fromfile(str(config))  # what the run was: held-out val, workers, seed, absolute paths
+    assert cfg.train_dataloader.dataset.data_root == str(tmp_path / 'data')
+    assert len(cfg.train_dataloader.dataset.indices) == 8 and len(cfg.val_dataloader.dataset.indices) == 2
+    assert cfg.train_dataloader.num_workers == 2 and cfg.randomness.seed == 0
+    assert cfg.work_dir == str(tmp_path / 'A')
