@@ -147,3 +147,36 @@ def test_mask_rcnn_balloon_recipe_builds_and_loads_masks():
     masks = sample['data_samples'].gt_instances.masks
     assert len(masks) == len(sample['data_samples'].gt_instances.bboxes) > 0
     assert (masks.height, masks.width) == (h, w)
+
+
+def test_atss_bccd_recipe_builds_trains_and_predicts_on_bccd():
+    cfg = Config.fromfile(str(CONFIGS / 'atss' / 'atss_r18-slim_fpn_bccd.py'))
+    demo = Config.fromfile(str(CONFIGS / 'fcos' / 'fcos_r18-slim_fpn_bccd.py'))
+    assert cfg.model.type == 'ATSS' and cfg.model.bbox_head.type == 'ATSSHead'
+    assert cfg.model.train_cfg.assigner == dict(type='ATSSAssigner', topk=9) and '_delete_' not in cfg.model.train_cfg
+    # only the head differs from the demo: same backbone, neck, data and schedule
+    for key in ('backbone', 'neck', 'data_preprocessor'):
+        assert cfg.model[key].to_dict() == demo.model[key].to_dict(), key
+    assert cfg.train_dataloader.to_dict() == demo.train_dataloader.to_dict()
+    assert cfg.param_scheduler == demo.param_scheduler and cfg.train_cfg == demo.train_cfg
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(BCCD) + '/'
+    ds_cfg.indices = 2
+    ds = DATASETS.build(ds_cfg)
+    batch = pseudo_collate([ds[0], ds[1]])
+    torch.manual_seed(0)
+    model.train()
+    data = model.data_preprocessor(batch, True)
+    losses = model(**data, mode='loss')
+    assert set(losses) == {'loss_cls', 'loss_bbox', 'loss_centerness'}
+    loss, _ = model.parse_losses(losses)
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    assert model.bbox_head.atss_reg.weight.grad.abs().sum() > 0  # positives were assigned on real boxes
+    model.eval()
+    with torch.no_grad():
+        pred = model(**model.data_preprocessor(batch, False), mode="predict")[0]
+    inst = pred.pred_instances
+    assert inst.bboxes.shape[1] == 4 and inst.scores_per_class.shape == (len(inst), 3)
