@@ -61,8 +61,8 @@ class IterTimerHook(Hook):
         hub.update_scalar('train/time', iter_time)
         self._train_time += iter_time
         self._done += 1  # iterations timed in this run (runner.iter - start_iter + 1, without the lookups)
-        hub.update_info('eta', self._train_time / self._done * max(self._max_iters - self._start_iter
-                                                                   - self._done, 0))
+        left = self._max_iters - self._start_iter - self._done
+        hub.update_info('eta', self._train_time / self._done * left if left > 0 else 0.0)
 
     def _before_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, mode: str = 'train') -> None:
         runner.message_hub.update_scalar(f'{mode}/data_time', time.perf_counter() - self._t)

@@ -52,7 +52,7 @@ class RuntimeInfoHook(Hook):
 
     def __init__(self) -> None:
         self._train_keys: dict[str, str] = {}  # name -> 'train/<name>' (no string building per iteration)
-        self._plain_lr_type: type | None = None  # an optim wrapper class whose get_lr is OptimWrapper's
+        self._plain_lr_type: type | None = None  # an optim wrapper class with OptimWrapper's get_lr and param_groups
         self._lr_checked_type: type | None = None
 
     def _train_key(self, name: str) -> str:
@@ -84,15 +84,17 @@ class RuntimeInfoHook(Hook):
         hub.update_info('iter', runner.iter)
         optim_wrapper = runner.optim_wrapper
         if type(optim_wrapper) is self._plain_lr_type:  # OptimWrapper.get_lr without its dict of lists
-            hub.update_scalar('train/lr', optim_wrapper.param_groups[0]['lr'])
+            hub.update_scalar('train/lr', optim_wrapper.optimizer.param_groups[0]['lr'])
             return
         for name, values in optim_wrapper.get_lr().items():
             hub.update_scalar(self._train_key(name), values[0])
         if self._lr_checked_type is not type(optim_wrapper):  # once per optim wrapper class
             self._lr_checked_type = type(optim_wrapper)
             from kiln.optim.optimizer.optim_wrapper import OptimWrapper
-            if getattr(type(optim_wrapper), 'get_lr', None) is OptimWrapper.get_lr:
-                self._plain_lr_type = type(optim_wrapper)
+            cls = type(optim_wrapper)
+            if (getattr(cls, 'get_lr', None) is OptimWrapper.get_lr
+                    and getattr(cls, 'param_groups', None) is OptimWrapper.param_groups):
+                self._plain_lr_type = cls
 
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None,
                          outputs: dict | None = None) -> None:

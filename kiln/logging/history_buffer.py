@@ -105,7 +105,8 @@ class HistoryBuffer:
 
     # ------------------------------------------------------------------ views
     def _window(self, window_size: int | None) -> tuple[list[float], list[float]]:
-        self._materialize()
+        if self._pending:
+            materialize([self])
         n = min(len(self._values), self.max_length)
         if window_size is not None:
             if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:

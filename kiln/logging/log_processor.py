@@ -106,7 +106,7 @@ class LogProcessor:
             ``iter`` and ``memory`` (CUDA only); ``log_str`` is the formatted line.
         """
         _check_mode(mode, _MODES)
-        cfgs = self._resolve_windows(runner, batch_idx, self.custom_cfg)
+        cfgs = self._resolve_windows(runner, batch_idx, self.custom_cfg) if self.custom_cfg else []
         log_tag = self._collect_scalars(cfgs, runner, mode, keep_prefix=False)
         tag = dict(log_tag) if not self.log_with_hierarchy else self._collect_scalars(
             cfgs, runner, mode, keep_prefix=True)
@@ -245,9 +245,10 @@ class LogProcessor:
     def _collect_scalars(self, cfgs: list[dict], runner: Any, mode: str,
                          keep_prefix: bool) -> dict[str, float]:
         prefix = f'{mode}/'
+        cut = len(prefix)
+        # (``buf._values``: non-empty, as ``len(buf)`` tells, without a Python call per key and log line)
         buffers: dict[str, HistoryBuffer] = {
-            _strip(k, mode): buf for k, buf in runner.message_hub.log_scalars.items()
-            if k.startswith(prefix) and len(buf)}
+            k[cut:]: buf for k, buf in runner.message_hub.log_scalars.items() if k.startswith(prefix) and buf._values}
         materialize(buffers.values())  # one device sync for every pending tensor
         tag: dict[str, float] = {}
         for key, buf in buffers.items():

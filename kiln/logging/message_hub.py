@@ -75,9 +75,15 @@ class MessageHub:
         buf = self._log_scalars.get(key)
         if buf is None:
             buf = self._log_scalars[key] = HistoryBuffer()
-        if type(value) is float and count == 1 and type(count) is int and type(buf) is HistoryBuffer:
-            # the per-iteration timings and learning rate: HistoryBuffer.update's float path, inline
+        cls = type(value)
+        if (cls is float or (cls is torch.Tensor and value.ndim == 0 and not value.requires_grad)) \
+                and count == 1 and type(count) is int and type(buf) is HistoryBuffer:
+            # The values of every iteration (timings, learning rate: floats; loss terms: detached 0-dim
+            # tensors): HistoryBuffer.update's float and tensor paths, inline. A tensor is kept as it is (no
+            # device sync) and marked pending.
             values = buf._values
+            if cls is not float:
+                buf._pending.append(len(values))
             values.append(value)
             buf._counts.append(1)
             if len(values) > buf.max_length:

@@ -37,11 +37,14 @@ class BaseDataPreprocessor(nn.Module):
         """Return ``data`` with every tensor / data element moved to ``self.device`` (containers rebuilt)."""
         if type(data) is dict:  # the collated batch: plain tensors handled inline (the per-iteration hot path)
             device = self._buffers['_device_probe'].device
+            on_cpu = device.type == 'cpu'
             out = {}
             for k, v in data.items():
                 if type(v) is torch.Tensor:
-                    # ``Tensor.to`` returns the tensor itself when it is already there: skip the call
-                    out[k] = v if v.device == device else v.to(device, non_blocking=self._non_blocking)
+                    # ``Tensor.to`` returns the tensor itself when it is already there: skip the call (on CPU,
+                    # ``is_cpu`` tells without building a ``torch.device`` per tensor)
+                    there = v.is_cpu if on_cpu else v.device == device
+                    out[k] = v if there else v.to(device, non_blocking=self._non_blocking)
                 else:
                     out[k] = self.cast_data(v)
             return out
