@@ -1,7 +1,7 @@
 """Sigmoid focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
+import torch
 from torch import Tensor, nn
 
 from kiln.registry import MODELS
@@ -54,7 +54,13 @@ class FocalLoss(nn.Module):
         if target.dim() == 1:
             if target.numel() != pred.size(0):
                 raise ValueError(f'FocalLoss: {target.numel()} targets for {pred.size(0)} predictions')
-            target = F.one_hot(target.long(), num_classes + 1)[:, :num_classes]
+            # one-hot in pred's dtype directly (row r gets 1 at column target[r], none for background C): one
+            # float (N, C) buffer instead of an int64 (N, C + 1) one-hot, a slice and a cast
+            target = target.long()
+            onehot = torch.zeros_like(pred)
+            onehot.scatter_(1, target.clamp(max=num_classes - 1)[:, None],
+                            (target < num_classes).to(pred.dtype)[:, None])
+            target = onehot
         elif target.shape != pred.shape:
             raise ValueError(f'FocalLoss: target shape {tuple(target.shape)} != pred shape {tuple(pred.shape)}')
         loss = sigmoid_focal_loss(pred, target.to(pred.dtype), alpha=self.alpha, gamma=self.gamma,
@@ -63,6 +69,9 @@ class FocalLoss(nn.Module):
             if weight.dim() == 1:
                 if weight.numel() != pred.size(0):
                     raise ValueError(f'FocalLoss: weight has {weight.numel()} entries for {pred.size(0)} rows')
+                if reduction != 'none' and avg_factor is not None:
+                    # a per-row weight of a summed loss: weight the (N,) row sums, not every (N, C) element
+                    return self.loss_weight * weight_reduce_loss(loss.sum(1), weight, reduction, avg_factor)
                 weight = weight.view(-1, 1)
             elif weight.shape != pred.shape:
                 raise ValueError(f'FocalLoss: weight shape {tuple(weight.shape)} does not match {tuple(pred.shape)}')

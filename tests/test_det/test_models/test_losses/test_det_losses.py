@@ -30,6 +30,17 @@ def test_focal_loss_matches_formula_with_background_label_and_avg_factor():
     w = torch.tensor([1., 0., 1., 1., 0., 1.])
     torch.testing.assert_close(loss(logits, labels, weight=w, reduction_override='sum'),
                                2.0 * (manual * w[:, None]).sum())
+    # per-row weight with avg_factor (the dense heads' call: row sums weighted), and its gradient
+    x = logits.clone().requires_grad_()
+    out = loss(x, labels, weight=w, avg_factor=3.0)
+    torch.testing.assert_close(out, 2.0 * (manual * w[:, None]).sum() / (3.0 + EPS))
+    out.backward()
+    y = logits.clone().requires_grad_()
+    (2.0 * (_manual_focal(y, onehot) * w[:, None]).sum() / (3.0 + EPS)).backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    assert torch.all(x.grad[w == 0] == 0)
+    # 'none' keeps the (N, C) element losses, weighted per row
+    torch.testing.assert_close(loss(logits, labels, weight=w, reduction_override='none'), 2.0 * manual * w[:, None])
 
 
 def test_iou_and_giou_losses():
