@@ -471,7 +471,7 @@ class Runner:
             return
         if hasattr(model, 'init_weights') and not getattr(model, 'is_init', False):  # (FSDP initialises first)
             model.init_weights()
-            if hasattr(model, 'format_init_report'):  # which initialiser set each parameter (BaseModule)
+            if hasattr(model, 'format_init_report') and self.logger.isEnabledFor(logging.DEBUG):  # (BaseModule)
                 self.logger.debug('Parameter initialisation:\n' + model.format_init_report())
             broadcast_module_state(model)  # distributed: every rank starts from rank 0's weights
         self._source.ready_model = model
