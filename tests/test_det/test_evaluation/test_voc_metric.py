@@ -23,6 +23,12 @@ MMDET = {  # mode@iou_thr -> mAP, per-class AP (MMDetection 3.3.0)
     'area@0.75': (0.08078420907258987, [0.09445804357528687, 0.04034483805298805, 0.1075497642159462]),
 }
 MMDET_SCALES = [0.550000011920929, 0.6398918628692627, 0.6650069355964661]  # area, (0,32) (32,96) (96,1e5)
+# Machine-dependent: on an AVX-512/AMX CPU the results moved by up to 1.1e-5 from these references (which also
+# matched kiln bit for bit on the earlier CI machines). Casting the inputs to float64 there gives the same numbers
+# as float32, so the metric's own arithmetic is stable; the likely cause is the synthetic inputs (numpy's
+# Generator.normal uses log/exp, whose SIMD paths can differ in the last bit per CPU). One flipped match would move
+# an AP by about 1e-3, so 5e-5 still catches any real difference.
+TOL = 5e-5
 
 
 
@@ -81,8 +87,8 @@ def test_eval_map_equals_mmdetection(case, key):
     mode, thr = key.split('@')
     mean_ap, per_class = eval_map(det_results, anns, iou_thr=float(thr), eval_mode=mode, use_legacy_coordinate=True)
     expected_map, expected_aps = MMDET[key]
-    assert mean_ap == pytest.approx(expected_map, abs=1e-7)
-    assert [float(r['ap']) for r in per_class] == pytest.approx(expected_aps, abs=1e-7)
+    assert mean_ap == pytest.approx(expected_map, abs=TOL)
+    assert [float(r['ap']) for r in per_class] == pytest.approx(expected_aps, abs=TOL)
     assert sum(r['num_gts'] for r in per_class) == 1010  # difficult boxes are not counted
 
 
@@ -90,7 +96,7 @@ def test_eval_map_scale_ranges_equal_mmdetection(case):
     anns, _, det_results = case
     mean_ap, _ = eval_map(det_results, anns, scale_ranges=[(0, 32), (32, 96), (96, 1e5)], iou_thr=0.5,
                           eval_mode='area', use_legacy_coordinate=True)
-    assert mean_ap == pytest.approx(MMDET_SCALES, abs=1e-7)
+    assert mean_ap == pytest.approx(MMDET_SCALES, abs=TOL)
 
 
 def test_voc_metric_from_data_samples(case):
@@ -110,7 +116,7 @@ def test_voc_metric_from_data_samples(case):
     out = metric.evaluate(len(samples))
     assert out['pascal_voc/AP50'] == round(MMDET['area@0.5'][0], 3)
     assert out['pascal_voc/AP75'] == round(MMDET['area@0.75'][0], 3)
-    assert out['pascal_voc/mAP'] == pytest.approx((MMDET['area@0.5'][0] + MMDET['area@0.75'][0]) / 2, abs=1e-7)
+    assert out['pascal_voc/mAP'] == pytest.approx((MMDET['area@0.5'][0] + MMDET['area@0.75'][0]) / 2, abs=TOL)
     assert out['pascal_voc/WBC_AP50'] == round(MMDET['area@0.5'][1][1], 3)
     assert list(out)[0] == 'pascal_voc/mAP'
 
