@@ -156,7 +156,7 @@ def test_clearml_offline_session(tmp_path, monkeypatch):
         monkeypatch.setattr(cls, '_offline_mode', cls._offline_mode)  # offline mode on; undone after the test
     me = psutil.Process()
 
-    def forks():  # children running this same program (a fork), not ClearML's short `git` repository probes
+    def same_program():
         out = []
         for p in me.children(recursive=True):
             try:
@@ -164,6 +164,14 @@ def test_clearml_offline_session(tmp_path, monkeypatch):
             except psutil.NoSuchProcess:
                 pass
         return set(out)
+
+    def forks():  # children running this same program (a fork) and still doing so a moment later: not ClearML's
+        # short `git` repository probes, which show this program's command line between their fork and exec
+        seen = same_program()
+        if seen:
+            time.sleep(0.5)
+            seen &= same_program()
+        return seen
 
     children = forks()
     backend = VISBACKENDS.build(dict(type='ClearMLVisBackend', save_dir=tmp_path / 'run' / 'vis_data',
