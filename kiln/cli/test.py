@@ -94,21 +94,15 @@ def _load_strict(runner: Any, checkpoint: str) -> None:
     """Load the checkpoint with every key and shape matched: a head left with its random initialisation (other
     ``num_classes``, other model) would be evaluated as if trained. Raises CLIError naming the keys/shapes."""
     from kiln.checkpoint import CheckpointError
+    from kiln.logging import log_to_files
     try:
         runner.load_checkpoint(checkpoint, strict=True)
     except CheckpointError as e:
         message = (f'checkpoint {checkpoint!r} does not fit the model of the config (train it with this config, '
                    f'or fix num_classes / the model): {e}')
-        _log_to_files(runner.logger, message)  # in the run's log file too; the terminal gets the CLI error line
+        # in the run's log file too; the terminal gets the CLI error line
+        log_to_files(runner.logger, logging.ERROR, message)
         raise CLIError(message) from e
-
-
-def _log_to_files(logger: logging.Logger, message: str) -> None:
-    """Write ``message`` at ERROR to the file handlers of ``logger`` only (not to its console stream)."""
-    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, message, None, None)
-    for handler in logger.handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 def _jsonable(value: Any) -> Any:

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
-__all__ = ['MMLogger', 'get_logger', 'close_logger', 'print_log']
+__all__ = ['MMLogger', 'get_logger', 'close_logger', 'print_log', 'log_to_files', 'describe_exception']
 
 _DATEFMT = '%m/%d %H:%M:%S'
 _FMT = '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
@@ -113,6 +114,30 @@ def close_logger(logger: logging.Logger) -> None:
             handler.close()
         finally:
             logger.removeHandler(handler)
+
+
+def log_to_files(logger: logging.Logger, level: int, message: str,
+                 origin: traceback.FrameSummary | None = None) -> None:
+    """Write ``message`` at ``level`` to the file handlers of ``logger`` only, not to its console stream (for what
+    the terminal already shows another way: a CLI error line, a Python warning). ``origin``: the frame named as
+    the record's source (default this function)."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, origin.filename if origin else __file__,
+                               (origin.lineno or 0) if origin else 0, message, None, None,
+                               func=origin.name if origin else None)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``'<Type>: <message> (raised at <file>:<line>)'`` plus one indented line per note of ``exc``: how an error
+    is written into a run's log file."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f' (raised at {frames[-1].filename}:{frames[-1].lineno})' if frames else ''
+    notes = ''.join(f'\n  {n}' for n in getattr(exc, '__notes__', ()))
+    return f'{type(exc).__name__}: {exc}{where}{notes}'
 
 
 def print_log(msg: str, logger: logging.Logger | str | None = None,

@@ -17,7 +17,6 @@ import logging
 import os
 import os.path as osp
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from kiln.checkpoint import save_checkpoint as _save_checkpoint
 from kiln.config import Config
 from kiln.dataset import build_dataloader, get_sampler
 from kiln.dist import get_dist_info, is_main_process, rank_log_files
-from kiln.logging import MessageHub, close_logger, get_logger
+from kiln.logging import MessageHub, close_logger, describe_exception, get_logger
 from kiln.logging.current import scoped
 from kiln.logging.progress import ProgressHook  # noqa: F401  (registers the default `progress` hook)
 from kiln.model.wrappers import broadcast_module_state, needs_all_ranks_to_save, unwrap_model
@@ -114,10 +113,7 @@ def _logging_failure(runner: Runner, what: str) -> Iterator[None]:
         yield
     except Exception as e:
         if not runner._log_memo.seen(e):
-            frames = traceback.extract_tb(e.__traceback__)
-            where = f' (raised at {frames[-1].filename}:{frames[-1].lineno})' if frames else ''
-            notes = ''.join(f'\n  {n}' for n in getattr(e, '__notes__', ()))
-            runner.logger.error(f'{what} failed: {type(e).__name__}: {e}{where}{notes}')
+            runner.logger.error(f'{what} failed: {describe_exception(e)}')
         raise
 
 
@@ -291,6 +287,11 @@ class Runner:
     def work_dir(self, work_dir: str | os.PathLike) -> None:
         self._work_dir = osp.abspath(os.fspath(work_dir))
         os.makedirs(self._work_dir, exist_ok=True)
+
+    def has_logged_warning(self, text: str) -> bool:
+        """Whether ``text`` is part of a WARNING this runner's logger has written (among the last 256): hooks
+        that copy data warnings into the log (``DataCheckHook``) skip what the Runner already logged."""
+        return self._log_memo.warned(text)
 
     @property
     def log_dir(self) -> str:

@@ -77,3 +77,24 @@ def test_print_log(tmp_path, capsys):
     assert ' - kiln - WARNING - via logger' in (tmp_path / 'x.log').read_text()
     with pytest.raises(TypeError):
         print_log('x', logger=3)
+
+
+def test_log_to_files_writes_the_file_only_and_describe_exception(tmp_path, capsys):
+    from kiln.logging import close_logger, describe_exception, get_logger, log_to_files
+    logger = get_logger('kiln-files-only', log_file=str(tmp_path / 'run.log'))
+    try:
+        try:
+            raise ValueError('bad box')
+        except ValueError as e:
+            e.add_note('in ann.json, image 3')
+            text = describe_exception(e)
+        assert text.startswith('ValueError: bad box (raised at ') and text.endswith('\n  in ann.json, image 3')
+        log_to_files(logger, logging.ERROR, f'build failed: {text}')
+        log_to_files(logger, logging.DEBUG, 'below the level: dropped')
+    finally:
+        close_logger(logger)
+    content = (tmp_path / 'run.log').read_text()
+    assert 'ERROR' in content and 'build failed: ValueError: bad box' in content and 'image 3' in content
+    assert 'dropped' not in content
+    captured = capsys.readouterr()
+    assert 'bad box' not in captured.out + captured.err  # not on the console stream

@@ -94,7 +94,7 @@ def _log_early_failure(work_dir: str, messages: list[str], exc: BaseException) -
     (``messages``; logged at WARNING, so also printed on the terminal now) and the error at ERROR with its origin
     and notes (log file only: the traceback, or ``kiln train``'s error line, shows it on the terminal). A note
     ``(log file: <path>)`` is added to ``exc``. Returns the path, or None when the work dir is not writable."""
-    from kiln.logging import close_logger, get_logger
+    from kiln.logging import close_logger, describe_exception, get_logger, log_to_files
 
     stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
     path = osp.join(work_dir, stamp, f'{stamp}.log')
@@ -106,16 +106,8 @@ def _log_early_failure(work_dir: str, messages: list[str], exc: BaseException) -
         for message in messages:
             logger.warning(f'kiln train --data: {message}')
         frames = traceback.extract_tb(exc.__traceback__)
-        where = f' (raised at {frames[-1].filename}:{frames[-1].lineno})' if frames else ''
-        notes = ''.join(f'\n  {n}' for n in getattr(exc, '__notes__', ()))
-        origin = frames[-1] if frames else None
-        record = logger.makeRecord(logger.name, logging.ERROR, origin.filename if origin else __file__,
-                                   (origin.lineno or 0) if origin else 0, f'kiln train --data failed before '
-                                   f'training started: {type(exc).__name__}: {exc}{where}{notes}', None, None,
-                                   func=origin.name if origin else None)
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.handle(record)
+        log_to_files(logger, logging.ERROR, f'kiln train --data failed before training started: '
+                     f'{describe_exception(exc)}', origin=frames[-1] if frames else None)
     finally:
         close_logger(logger)
     exc.add_note(f'(log file: {path})')

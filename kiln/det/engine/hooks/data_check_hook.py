@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from kiln.hooks import Hook
+from kiln.logging import log_to_files
 from kiln.registry import HOOKS
 
 from ...datasets.checks import check_num_classes
@@ -71,15 +72,15 @@ class DataCheckHook(Hook):
 
     def before_run(self, runner: Any) -> None:
         datasets = self.built_datasets(runner)
-        memo = getattr(runner, '_log_memo', None)  # what the Runner logged while building the data
+        logged = getattr(runner, 'has_logged_warning', None)  # what the Runner logged while building the data
         for stage, dataset in datasets:
             for leaf in _leaves(dataset):
                 lines = getattr(leaf, 'data_warnings', None)
                 if lines and id(leaf) not in self._logged:
                     self._logged.add(id(leaf))
                     for line in lines:
-                        if memo is None or not memo.warned(line):
-                            _log_to_files(runner.logger, logging.WARNING, f'{stage} data: {line}')
+                        if logged is None or not logged(line):
+                            log_to_files(runner.logger, logging.WARNING, f'{stage} data: {line}')
         classes = next((d.metainfo.get('classes') for _, d in datasets
                         if isinstance(getattr(d, 'metainfo', None), dict) and d.metainfo.get('classes')), None)
         if not classes:
@@ -95,12 +96,3 @@ class DataCheckHook(Hook):
             raise ValueError(f'the model does not fit the data: {message}')
         runner.logger.warning(f'the model does not fit the data: {message}')
 
-
-def _log_to_files(logger: logging.Logger, level: int, message: str) -> None:
-    """Write ``message`` at ``level`` to the file handlers of ``logger`` only (not to its console stream)."""
-    if not logger.isEnabledFor(level):
-        return
-    record = logger.makeRecord(logger.name, level, __file__, 0, message, None, None)
-    for handler in logger.handlers:
-        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
-            handler.handle(record)
