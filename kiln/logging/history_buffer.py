@@ -155,6 +155,10 @@ class HistoryBuffer:
         Raises:
             ValueError: Empty buffer or invalid ``window_size``.
         """
+        if type(window_size) is int and window_size > 0 and not self._pending and self._values:
+            # the log line's case (a valid int window, nothing pending): slice without _window's checks
+            n = min(window_size, self.max_length)
+            return math.fsum(self._values[-n:]) / math.fsum(self._counts[-n:])
         values, counts = self._window(window_size)
         return math.fsum(values) / math.fsum(counts)
 
@@ -172,6 +176,8 @@ class HistoryBuffer:
         Raises:
             ValueError: Empty buffer.
         """
+        if self._values and not self._pending:
+            return self._values[-1]
         return self._window(1)[0][-1]
 
     # ------------------------------------------------------------------ state

@@ -72,6 +72,8 @@ class LogProcessor:
         self.num_digits = num_digits
         self.log_with_hierarchy = log_with_hierarchy
         self.mean_pattern = re.compile(mean_pattern)
+        self._averaged: dict[str, bool] = {}  # key -> whether mean_pattern matches it (one regex search per key)
+        self._averaged_for = self.mean_pattern
         self._cuda: bool | None = None
         self._check_custom_cfg()
 
@@ -251,12 +253,16 @@ class LogProcessor:
             k[cut:]: buf for k, buf in runner.message_hub.log_scalars.items() if k.startswith(prefix) and buf._values}
         materialize(buffers.values())  # one device sync for every pending tensor
         tag: dict[str, float] = {}
+        if self._averaged_for is not self.mean_pattern:  # the pattern was replaced: classify the keys anew
+            self._averaged, self._averaged_for = {}, self.mean_pattern
+        averaged = self._averaged
+        window = self.window_size
         for key, buf in buffers.items():
             name = prefix + key if keep_prefix else key
-            if self.mean_pattern.search(key):
-                tag[name] = buf.mean(self.window_size)
-            else:
-                tag[name] = buf.current()
+            mean = averaged.get(key)
+            if mean is None:
+                mean = averaged[key] = self.mean_pattern.search(key) is not None
+            tag[name] = buf.mean(window) if mean else buf.current()
         for cfg in cfgs:
             cfg = dict(cfg)
             src = _strip(cfg.pop('data_src'), mode)

@@ -146,3 +146,24 @@ def test_errors():
         buf.statistics('median')
     with pytest.raises(ValueError, match='differ in length'):
         HistoryBuffer([1, 2], [1])
+
+
+def test_windowed_mean_and_current_agree_with_the_data_view():
+    # mean(int) / current() have a path without _window's checks; they must give what `data` gives, also
+    # while the lists hold more than max_length entries (trimmed lazily) and while tensors are pending
+    buf = HistoryBuffer(max_length=4)
+    for i in range(7):  # 7 values: lists may hold up to 8 before trimming
+        buf.update(float(i), count=2 if i % 2 else 1)
+    values, counts = buf.data
+    for window in (1, 3, 4, 9):
+        n = min(window, len(values))
+        assert buf.mean(window) == pytest.approx(values[-n:].sum() / counts[-n:].sum())
+    assert buf.current() == 6.0
+    buf.update(torch.tensor(10.0))
+    assert buf._pending and buf.current() == 10.0 and not buf._pending
+    buf.update(torch.tensor(20.0))
+    assert buf.mean(2) == pytest.approx(30.0 / 2) and not buf._pending
+    with pytest.raises(ValueError, match='window_size'):
+        buf.mean(0)
+    with pytest.raises(ValueError, match='empty'):
+        HistoryBuffer().mean(3)

@@ -1,3 +1,4 @@
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -143,3 +144,15 @@ def test_registered_and_validation():
         LogProcessor().get_log_after_iter(make_runner(), 0, 'predict')
     with pytest.raises(ValueError, match='mode'):
         LogProcessor().get_log_after_epoch(make_runner(), 0, 'train')
+
+
+def test_mean_pattern_replaced_after_use_reclassifies_keys():
+    # which keys are averaged is remembered per key; assigning another pattern must not reuse the old answers
+    runner = make_runner()
+    fill_train(runner.message_hub)
+    processor = LogProcessor()
+    tag, _ = processor.get_log_after_iter(runner, 49, 'train')
+    assert tag['loss_cls'] == pytest.approx(44.5)  # mean of 40..49 (window 10)
+    processor.mean_pattern = re.compile(r'time')
+    tag, _ = processor.get_log_after_iter(runner, 49, 'train')
+    assert tag['loss_cls'] == 49.0 and tag['time'] == pytest.approx(0.24)  # latest value now; time still averaged
