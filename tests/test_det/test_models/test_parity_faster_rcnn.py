@@ -4,43 +4,18 @@ strict=True and reproduces its predictions, intermediate outputs and (seeded) tr
 
 The backbone, neck and RPN run once per module (2 images at 800x1088 through ResNet-18) and are shared."""
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import kiln.det.models  # noqa: F401  (registers the models)
 from kiln.det.models.layers.conv_bn import set_bn_folding
-from kiln.det.structures import DetDataSample
 from kiln.registry import MODELS
-from kiln.structures import InstanceData
+from test_det.test_models.mmdet_refs import REFS, ref_samples
 
-SHARED = Path(__file__).resolve().parents[3].parent / 'shared'
-REFS = SHARED / 'mmdet_refs'
 FAMILY = REFS / 'faster_rcnn'
 
 pytestmark = pytest.mark.skipif(not FAMILY.is_dir(), reason='shared MMDetection references are absent')
-
-
-@pytest.fixture(scope='module')
-def mmref():
-    sys.path.insert(0, str(REFS))
-    try:
-        import mmref_io
-    finally:
-        sys.path.remove(str(REFS))
-    return mmref_io
-
-
-@pytest.fixture(scope='module')
-def ref_cfg(mmref):
-    return mmref.load_config(str(FAMILY))
-
-
-@pytest.fixture(scope='module')
-def refs(mmref):
-    return mmref.load_refs(str(FAMILY))
 
 
 @pytest.fixture(scope='module')
@@ -50,24 +25,13 @@ def model(mmref, ref_cfg):
     return model.eval()
 
 
-def _samples(metas, gts=None):
-    out = []
-    for i, meta in enumerate(metas):
-        sample = DetDataSample(metainfo={k: tuple(v) if isinstance(v, list) else v for k, v in meta.items()})
-        if gts is not None:
-            sample.gt_instances = InstanceData(bboxes=torch.tensor(gts[i]['bboxes'], dtype=torch.float32),
-                                               labels=torch.tensor(gts[i]['labels'], dtype=torch.long))
-        out.append(sample)
-    return out
-
-
 @pytest.fixture(scope='module')
 def run(mmref, refs, model):
     """Inputs, neck features, proposals and predictions of the reference batch (computed once)."""
     dp = refs['data_preprocessor']
     x = mmref.rebuild_inputs(mmref.load_raw_inputs(str(FAMILY)), dp['mean'], dp['std'], dp['bgr_to_rgb'],
                              dp['pad_size_divisor'])
-    samples = _samples(refs['test']['metas'])
+    samples = ref_samples(refs['test']['metas'], drop=())
     with torch.no_grad():
         # the intermediate statistics (2e-5 relative) compare with MMDetection's conv-then-BN computation: without
         # kiln's BatchNorm folding (on by default at inference, same result within float32 rounding)
@@ -182,7 +146,7 @@ def test_training_losses_match_seeded_reference(model, run, refs):
     losses reproduce MMDetection's (RPN to float precision; the RoI classification loss depends on which
     near-tied proposals survive NMS, which float noise may change: MMDetection's own 1-thread rerun moved the
     losses by 6e-5)."""
-    samples = _samples(refs['train']['metas'], refs['train']['gt'])
+    samples = ref_samples(refs['train']['metas'], refs['train']['gt'], drop=())
     feats = run['feats']  # norm_eval=True and no dropout: train-mode features equal eval-mode features
     model.train()
     try:

@@ -8,47 +8,17 @@ config has MMDetection's parameter count. The model runs once per module (2 imag
 """
 import copy
 import hashlib
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import kiln.det.models  # noqa: F401  (registers the models)
-from kiln.det.structures import DetDataSample
 from kiln.registry import MODELS
-from kiln.structures import InstanceData
+from test_det.test_models.mmdet_refs import REFS, ref_samples
 
-SHARED = Path(__file__).resolve().parents[3].parent / 'shared'
-REFS = SHARED / 'mmdet_refs'
 FAMILY = REFS / 'fcos'
 
 pytestmark = pytest.mark.skipif(not FAMILY.is_dir(), reason='shared MMDetection references are absent')
-
-
-@pytest.fixture(scope='module')
-def mmref():
-    sys.path.insert(0, str(REFS))
-    try:
-        import mmref_io
-    finally:
-        sys.path.remove(str(REFS))
-    return mmref_io
-
-
-@pytest.fixture(scope='module')
-def ref_cfg(mmref):
-    return mmref.load_config(str(FAMILY))
-
-
-@pytest.fixture(scope='module')
-def refs(mmref):
-    return mmref.load_refs(str(FAMILY))
-
-
-@pytest.fixture(scope='module')
-def ref_sd(mmref):
-    return mmref.load_state_dict(str(FAMILY))
 
 
 @pytest.fixture(scope='module')
@@ -58,25 +28,12 @@ def model(ref_cfg, ref_sd):
     return model.eval()
 
 
-def _samples(metas, gts=None):
-    """Data samples with the reference metainfo minus what the data preprocessor sets (pad/batch shapes)."""
-    out = []
-    for i, meta in enumerate(metas):
-        sample = DetDataSample(metainfo={k: tuple(v) if isinstance(v, list) else v for k, v in meta.items()
-                                         if k not in ('pad_shape', 'batch_input_shape')})
-        if gts is not None:
-            sample.gt_instances = InstanceData(bboxes=torch.tensor(gts[i]['bboxes'], dtype=torch.float32),
-                                               labels=torch.tensor(gts[i]['labels'], dtype=torch.long))
-        out.append(sample)
-    return out
-
-
 @pytest.fixture(scope='module')
 def run(mmref, refs, model):
     """The reference batch through kiln's DetDataPreprocessor, backbone, neck and head (computed once)."""
     raw = mmref.load_raw_inputs(str(FAMILY))
     with torch.no_grad():
-        data = model.data_preprocessor(dict(inputs=raw, data_samples=_samples(refs['test']['metas'])), False)
+        data = model.data_preprocessor(dict(inputs=raw, data_samples=ref_samples(refs['test']['metas'])), False)
         x, samples = data['inputs'], data['data_samples']
         backbone = model.backbone(x)
         neck = model.neck(backbone)
@@ -189,7 +146,7 @@ def test_training_losses_match(refs, model, mmref):
     try:
         assert not model.backbone.bn1.training and model.bbox_head.training  # norm_eval keeps BN frozen
         data = model.data_preprocessor(
-            dict(inputs=raw, data_samples=_samples(refs['train']['metas'], refs['train']['gt'])), True)
+            dict(inputs=raw, data_samples=ref_samples(refs['train']['metas'], refs['train']['gt'])), True)
         losses = model(data['inputs'], data['data_samples'], mode='loss')
         _, log_vars = model.parse_losses(losses)
     finally:

@@ -3,7 +3,6 @@
 Also a training smoke test on real balloon images with polygon masks.
 """
 import copy
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,35 +14,14 @@ import kiln.det.models  # noqa: F401  (registers the models)
 from kiln.det.structures import DetDataSample
 from kiln.det.structures.mask import PolygonMasks
 from kiln.registry import MODELS
+from test_det.test_models.mmdet_refs import REFS, SHARED, ref_samples
 from kiln.structures import InstanceData
 
-SHARED = Path(__file__).resolve().parents[3].parent / 'shared'
-REFS = SHARED / 'mmdet_refs'
 FAMILY = REFS / 'mask_rcnn'
 BCCD_ANN = SHARED / 'data' / 'bccd' / 'Annotations'
 BALLOON = SHARED / 'data' / 'balloon'
 
 pytestmark = pytest.mark.skipif(not FAMILY.is_dir(), reason='shared MMDetection references are absent')
-
-
-@pytest.fixture(scope='module')
-def mmref():
-    sys.path.insert(0, str(REFS))
-    try:
-        import mmref_io
-    finally:
-        sys.path.remove(str(REFS))
-    return mmref_io
-
-
-@pytest.fixture(scope='module')
-def ref_cfg(mmref):
-    return mmref.load_config(str(FAMILY))
-
-
-@pytest.fixture(scope='module')
-def refs(mmref):
-    return mmref.load_refs(str(FAMILY))
 
 
 @pytest.fixture(scope='module')
@@ -89,13 +67,6 @@ def test_full_size_config_parameter_count(ref_cfg):
     assert sum(p.numel() for p in model.parameters()) == 44_396_336
 
 
-def _data_samples(metas):
-    samples = []
-    for meta in metas:
-        sample = DetDataSample()
-        sample.set_metainfo({k: (tuple(v) if isinstance(v, list) else v) for k, v in meta.items()})
-        samples.append(sample)
-    return samples
 
 
 def _batch_inputs(mmref, ref_cfg):
@@ -127,7 +98,7 @@ def test_predictions_match_mmdetection(ref_model, refs, ref_cfg, mmref):
     ref_model.eval()
     try:
         with torch.no_grad():
-            results = ref_model.predict(inputs, _data_samples(refs['test']['metas']), rescale=True)
+            results = ref_model.predict(inputs, ref_samples(refs['test']['metas'], drop=()), rescale=True)
     finally:
         hook.remove()
     for sample, meta in zip(results, refs['test']['metas']):
@@ -148,7 +119,7 @@ def test_predictions_match_mmdetection(ref_model, refs, ref_cfg, mmref):
             assert abs(int(areas[j]) - int(rm[i])) <= 1, (stem, i, int(areas[j]), int(rm[i]))
     # Raw mask logits of mode='tensor' (first 100 RPN proposals) against the reference's statistics.
     with torch.no_grad():
-        proposals = ref_model.rpn_head.predict(feats[0], _data_samples(refs['test']['metas']), rescale=False)
+        proposals = ref_model.rpn_head.predict(feats[0], ref_samples(refs['test']['metas'], drop=()), rescale=False)
         mask_preds = ref_model.roi_head.forward(feats[0], proposals)[2]
     stats = refs['test']['intermediate_stats']['forward_tensor.0.2']
     assert list(mask_preds.shape) == stats['shape']
