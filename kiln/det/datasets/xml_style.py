@@ -190,7 +190,8 @@ class XMLDataset(BaseDetDataset):
             if minus_one:
                 x1, y1, x2, y2 = x1 - 1, y1 - 1, x2 - 1, y2 - 1
             if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
-                self._clipped.append(f'{osp.basename(xml_path)} object #{idx} ({name})')
+                self._clipped.append(f'{osp.basename(xml_path)} object #{idx} ({name}) '
+                                     f'[{x1:g}, {y1:g}, {x2:g}, {y2:g}] in a {width}x{height} image')
             cx1, cx2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
             cy1, cy2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
             if cx2 <= cx1 or cy2 <= cy1:

@@ -114,7 +114,7 @@ def _load(root: Path) -> XMLDataset:
 
 def test_missing_size_reads_the_image_and_difficult_sets_ignore_flag(tmp_path):
     root = _tiny_voc(tmp_path, f'<annotation>{_obj()}{_obj("WBC", (1, 1, 700, 500), "1")}</annotation>')
-    with pytest.warns(UserWarning, match=r'clipped 1 box.*img0\.xml object #1 \(WBC\)'):
+    with pytest.warns(UserWarning, match=r'clipped 1 box.*img0\.xml object #1 \(WBC\) \[0, 0, 699, 499\] in a 640x480 image'):
         info = _load(root).get_data_info(0)
     assert (info['width'], info['height']) == (640, 480)  # from the JPEG header
     assert info['instances'][0] == dict(bbox=[9.0, 19.0, 29.0, 39.0], bbox_label=0, ignore_flag=0)
