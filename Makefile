@@ -1,11 +1,11 @@
 # The two set-up commands for a fresh machine (see README):
-#   make demo   train + evaluate an FCOS detector on the bundled BCCD data, print the metrics, write PNGs
+#   make demo   train + evaluate an ATSS detector on the bundled BCCD data, print the metrics, write PNGs
 #   make test   run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 KILN   := $(VENV)/bin/kiln
-DEMO_CONFIG ?= configs/fcos/fcos_r18-slim_fpn_bccd.py
+DEMO_CONFIG ?= configs/atss/atss_r18-slim_fpn_13e_bccd.py
 DEMO_DIR    ?= work_dirs/demo
 
 .PHONY: demo test install clean

@@ -8,7 +8,7 @@ import torch
 
 from kiln.config import Config
 from kiln.dataset import pseudo_collate
-from kiln.registry import DATASETS, METRICS, MODELS, init_default_scope
+from kiln.registry import DATASETS, METRICS, MODELS, PARAM_SCHEDULERS, init_default_scope
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / 'configs'
@@ -180,3 +180,38 @@ def test_atss_bccd_recipe_builds_trains_and_predicts_on_bccd():
         pred = model(**model.data_preprocessor(batch, False), mode="predict")[0]
     inst = pred.pred_instances
     assert inst.bboxes.shape[1] == 4 and inst.scores_per_class.shape == (len(inst), 3)
+
+
+def test_atss_13e_demo_recipe_is_the_atss_recipe_with_a_longer_schedule_and_the_demo_config():
+    """`make demo` trains configs/atss/atss_r18-slim_fpn_13e_bccd.py: the 8-epoch ATSS recipe for 13 epochs, the
+    warm-up kept (100 iterations) and the x0.1 drop in the last epoch only; no EMA hook."""
+    cfg = Config.fromfile(str(CONFIGS / 'atss' / 'atss_r18-slim_fpn_13e_bccd.py'))
+    short = Config.fromfile(str(CONFIGS / 'atss' / 'atss_r18-slim_fpn_bccd.py'))
+    assert cfg.model.to_dict() == short.model.to_dict()
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'optim_wrapper', 'randomness'):
+        assert cfg[key].to_dict() == short[key].to_dict(), key
+    assert cfg.train_cfg.max_epochs == 13 and cfg.train_cfg.val_interval == 13
+    assert not cfg.get('custom_hooks')
+    makefile = (REPO / 'Makefile').read_text()
+    assert 'DEMO_CONFIG ?= configs/atss/atss_r18-slim_fpn_13e_bccd.py' in makefile.splitlines()
+    # the learning rate the runner sets: iteration-based warm-up, epoch-based step (52 iterations per epoch:
+    # 205 training images, batch 4)
+    model = torch.nn.Linear(1, 1)
+    optim = torch.optim.SGD(model.parameters(), lr=cfg.optim_wrapper.optimizer.lr, momentum=0.9)
+    scheds = [PARAM_SCHEDULERS.build(dict(s.to_dict(), optimizer=optim)) for s in cfg.param_scheduler]
+    lrs = []
+    for _ in range(cfg.train_cfg.max_epochs):
+        for _ in range(52):
+            lrs.append(optim.param_groups[0]['lr'])
+            optim.step()
+            for s in scheds:
+                if not s.by_epoch:
+                    s.step()
+        for s in scheds:
+            if s.by_epoch:
+                s.step()
+    assert len(lrs) == 676
+    assert lrs[0] == pytest.approx(1e-4) and lrs[100] == pytest.approx(0.01)
+    assert lrs[12 * 52 - 1] == pytest.approx(0.01) and lrs[12 * 52] == pytest.approx(0.001)
+    assert lrs[-1] == pytest.approx(0.001)
+    MODELS.build(cfg.model)
