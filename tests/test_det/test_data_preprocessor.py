@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -138,17 +139,21 @@ def test_pad_seg_pads_semantic_maps():
 
 
 def test_channels_last_option():
-    """channels_last=True: NHWC strides in training and inference, same values; off by default."""
+    """channels_last=True: NHWC strides in training and inference, same values; 'auto' (default) is on for a
+    CPU batch; False gives NCHW; anything else raises."""
     cl = torch.channels_last
-    default = MODELS.build(dict(type='DetDataPreprocessor', mean=MEAN, std=STD, bgr_to_rgb=True,
-                                pad_size_divisor=32))
-    on = MODELS.build(dict(type='DetDataPreprocessor', mean=MEAN, std=STD, bgr_to_rgb=True, pad_size_divisor=32,
-                           channels_last=True))
-    plain = default(_batch(), training=False)['inputs']
+    kw = dict(type='DetDataPreprocessor', mean=MEAN, std=STD, bgr_to_rgb=True, pad_size_divisor=32)
+    default, on, off = (MODELS.build(dict(kw, **extra)) for extra in ({}, dict(channels_last=True),
+                                                                       dict(channels_last=False)))
+    assert default.channels_last == 'auto'
+    plain = off(_batch(), training=False)['inputs']
     assert plain.is_contiguous()
     for training in (False, True):
-        out = on(_batch(), training=training)['inputs']
-        assert out.is_contiguous(memory_format=cl) and not out.is_contiguous() and torch.equal(out, plain)
+        for pre in (on, default):
+            out = pre(_batch(), training=training)['inputs']
+            assert out.is_contiguous(memory_format=cl) and not out.is_contiguous() and torch.equal(out, plain)
+    with pytest.raises(TypeError, match='channels_last'):
+        MODELS.build(dict(kw, channels_last='yes'))
 
 
 def test_channels_last_detector_predictions_equal():
