@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument('config', nargs='?', help='config file (.py, .json, .yaml); omit it with --data')
     p.add_argument('--data', metavar='PATH', help='zero-config training on a dataset folder (COCO / VOC / YOLO): '
                    'handled by an installed toolbox (entry-point group kiln.zero_config), see docs/own_data.md')
-    p.add_argument('--model', help='with --data: the model (kiln.det: fcos, retinanet, faster-rcnn, mask-rcnn)')
+    p.add_argument('--model', help='with --data: the model (kiln.det: atss, fcos, retinanet, faster-rcnn, mask-rcnn)')
     p.add_argument('--epochs', type=int, help='with --data: number of epochs (default: scaled to the data)')
     p.add_argument('--img-size', type=int, help='with --data: input long side in pixels (default: from the data)')
     p.add_argument('--work-dir', help='directory for logs and checkpoints')

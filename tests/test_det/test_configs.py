@@ -215,3 +215,23 @@ def test_atss_13e_demo_recipe_is_the_atss_recipe_with_a_longer_schedule_and_the_
     assert lrs[12 * 52 - 1] == pytest.approx(0.01) and lrs[12 * 52] == pytest.approx(0.001)
     assert lrs[-1] == pytest.approx(0.001)
     MODELS.build(cfg.model)
+
+
+def test_atss_r50_base_model_is_mmdetections_atss():
+    # the model dict of MMDetection 3.3.0's atss/atss_r50_fpn_1x_coco.py: the same sizes as its FCOS R50 GN head
+    # (one anchor per location: 80 class + 4 box + 1 centerness outputs, GN towers, one Scale per level) on a
+    # ResNet-50 of the same size, hence the FCOS reference's parameter count (shared/mmdet_refs/README.md)
+    cfg = Config.fromfile(str(CONFIGS / '_base_' / 'models' / 'atss_r50_fpn.py'))
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'ATSS' and _num_params(model) == 32_295_322
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint='torchvision://resnet50')
+    keys = model.state_dict()
+    assert tuple(keys['bbox_head.atss_cls.weight'].shape) == (80, 256, 3, 3)
+    assert tuple(keys['bbox_head.atss_reg.weight'].shape) == (4, 256, 3, 3)
+    assert tuple(keys['bbox_head.atss_centerness.weight'].shape) == (1, 256, 3, 3)
+    assert len(model.bbox_head.scales) == 5 and cfg.model.test_cfg.nms.iou_threshold == 0.6
+    model.eval()
+    with torch.no_grad():  # P3-P7 of a 256x320 input, one anchor per location
+        cls_scores, bbox_preds, centernesses = model._forward(torch.zeros(1, 3, 256, 320))
+    assert [tuple(c.shape[-2:]) for c in cls_scores] == [(32, 40), (16, 20), (8, 10), (4, 5), (2, 3)]
+    assert cls_scores[0].shape[1] == 80 and bbox_preds[0].shape[1] == 4 and centernesses[0].shape[1] == 1

@@ -23,20 +23,21 @@ __all__ = ['MODELS', 'build_zero_config', 'default_work_dir', 'similar_class_nam
            'train_on_folder_cli']
 
 #: Model names accepted by ``model=`` / ``--model``.
-MODELS = ('fcos', 'retinanet', 'faster-rcnn', 'mask-rcnn')
+MODELS = ('atss', 'fcos', 'retinanet', 'faster-rcnn', 'mask-rcnn')
 
 # Bases of the generated config. CPU: the slim ResNet-18 recipes that train from scratch in minutes on 2 cores
 # (retinanet has no shipped slim recipe: the R50 model base with the same slim backbone/neck overrides as the
 # others). CUDA: MMDetection's standard ResNet-50 FPN models, 1x schedule, COCO dataset base layout.
 _CPU_BASES = {
+    'atss': ['mmdet::atss/atss_r18-slim_fpn_bccd.py'],
     'fcos': ['mmdet::fcos/fcos_r18-slim_fpn_bccd.py'],
     'faster-rcnn': ['mmdet::faster_rcnn/faster-rcnn_r18-slim_fpn_bccd.py'],
     'mask-rcnn': ['mmdet::mask_rcnn/mask-rcnn_r18-slim_fpn_balloon.py'],
     'retinanet': ['mmdet::_base_/models/retinanet_r50_fpn.py', 'mmdet::_base_/datasets/coco_detection.py',
                   'mmdet::_base_/schedules/schedule_1x.py', 'mmdet::_base_/default_runtime.py'],
 }
-_GPU_MODEL_BASE = {'fcos': 'fcos_r50_fpn', 'retinanet': 'retinanet_r50_fpn', 'faster-rcnn': 'faster-rcnn_r50_fpn',
-                   'mask-rcnn': 'mask-rcnn_r50_fpn'}
+_GPU_MODEL_BASE = {'atss': 'atss_r50_fpn', 'fcos': 'fcos_r50_fpn', 'retinanet': 'retinanet_r50_fpn',
+                   'faster-rcnn': 'faster-rcnn_r50_fpn', 'mask-rcnn': 'mask-rcnn_r50_fpn'}
 # fcos_r50_fpn.py (like MMDetection's FCOS configs) names no backbone weights, unlike the other three R50 bases:
 # the CUDA recipe starts its (frozen-stem, frozen-BN) ResNet-50 from the torchvision ImageNet weights as they do.
 _GPU_FCOS_BACKBONE = dict(init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet50'))
@@ -190,13 +191,13 @@ def build_zero_config(data: str, model: str | None = None, epochs: int | None = 
         warnings.warn(line, stacklevel=2)
     n_total, sides, has_mask = _scan_train_split(splits['train'])
     if model is None:
-        model = 'mask-rcnn' if has_mask else 'fcos'
+        model = 'mask-rcnn' if has_mask else 'atss'
     if model not in MODELS:
         raise ValueError(f'unknown model {model!r}; expected one of {MODELS}')
     with_mask = model == 'mask-rcnn'
     if with_mask and not has_mask:
         raise ValueError(f"{layout['root']}: model 'mask-rcnn' needs instance masks (COCO polygons / RLE or YOLO "
-                         "segments) but the train split has none; use --model fcos|retinanet|faster-rcnn")
+                         "segments) but the train split has none; use --model atss|fcos|retinanet|faster-rcnn")
 
     # splits: train / held-out val / evaluation split
     train_ds = dict(splits['train'])
@@ -338,11 +339,11 @@ def train_on_folder(data: str, model: str | None = None, epochs: int | None = No
        least one) becomes val through the datasets' ``indices``; the rest trains. The model is evaluated on
        ``test`` when there is one, otherwise on val (printed as such).
     3. **Recipe**: CPU (or ``device='cpu'``): the slim ResNet-18 (half width) FPN recipes that train from scratch
-       on 2 cores (``configs/fcos/fcos_r18-slim_fpn_bccd.py``, ``configs/faster_rcnn/...``,
+       on 2 cores (``configs/atss/atss_r18-slim_fpn_bccd.py``, ``configs/fcos/...``, ``configs/faster_rcnn/...``,
        ``configs/mask_rcnn/...``; RetinaNet: the R50 model base with the same slim overrides). CUDA: the standard
        ResNet-50 FPN model bases with the 1x schedule (ImageNet-pretrained backbone), batch 2 per GPU,
        ``auto_scale_lr`` on. ``model=None`` picks ``'mask-rcnn'`` when the train annotations carry masks, else
-       ``'fcos'``. Every ``num_classes`` of the model (the RPN's excepted) is set to ``len(classes)``.
+       ``'atss'`` (the demo's detector: it learns boxes from scratch faster than FCOS, see docs/demo.md). Every ``num_classes`` of the model (the RPN's excepted) is set to ``len(classes)``.
     4. **Input size**: ``img_size`` S resizes each image (aspect kept) to fit S x 0.75 S. Default on CPU: the
        median long side of the train images rounded down to a multiple of 32, clamped to 256-512 px (BCCD's
        640x480 -> 512x384); on CUDA MMDetection's (1333, 800).

@@ -26,7 +26,7 @@ def _reloads_identically(cfg, info):
 def test_bccd_voc_layout_config(tmp_path):
     cfg, info = build_zero_config(str(BCCD), work_dir=str(tmp_path))
     classes = ('Platelets', 'RBC', 'WBC')  # detect_layout: sorted xml names
-    assert info['format'] == 'voc' and info['classes'] == classes and info['model'] == 'fcos'
+    assert info['format'] == 'voc' and info['classes'] == classes and info['model'] == 'atss'
     assert info['device'] == 'cpu' and 'r18-slim' in info['recipe']
     # 205 train images, batch 4 -> 52 iterations per epoch; ~320 iterations -> 6 epochs; 640x480 -> 512x384
     assert (info['train_images'], info['iters_per_epoch'], info['epochs']) == (205, 52, 6)
@@ -46,8 +46,8 @@ def test_bccd_voc_layout_config(tmp_path):
     assert 'tta_pipeline' not in cfg
     # inheritance: the source names the recipe; the written config is the resolved one and reloads identically
     source = (tmp_path / 'zero_config_source.py').read_text()
-    assert "_base_ = ['mmdet::fcos/fcos_r18-slim_fpn_bccd.py']" in source
-    assert '_base_' not in (tmp_path / 'config.py').read_text()
+    assert "_base_ = ['mmdet::atss/atss_r18-slim_fpn_bccd.py']" in source
+    assert '_base_ =' not in (tmp_path / 'config.py').read_text()
     _reloads_identically(cfg, info)
 
 

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not (BCCD.is_dir() and BALLOON.is_dir()), reason
 
 
 @pytest.mark.parametrize('model, data, heads', [
+    ('atss', BCCD, ['bbox_head']),
     ('fcos', BCCD, ['bbox_head']),
     ('retinanet', BCCD, ['bbox_head']),
     ('faster-rcnn', BCCD, ['roi_head.bbox_head']),
