@@ -10,6 +10,9 @@ it times
   does by default in eval mode without autograd, ``kiln/det/models/layers/conv_bn.py``; torchvision runs its
   BatchNorms separately),
 
+with kiln's batch in ``torch.channels_last`` memory format in both (``DetDataPreprocessor``'s default
+``channels_last='auto'`` on the CPU; torchvision gets its default NCHW input),
+
 alternating kiln and torchvision step by step so that both see the same machine load, then prints the medians
 and the ratio kiln / torchvision. A family kiln cannot build yet is reported as missing.
 
